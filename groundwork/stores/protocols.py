@@ -1,0 +1,75 @@
+"""Storage seams. Every backend implements these and passes the suites in ``groundwork.testing``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+from groundwork.types import Chunk, Document
+
+FloatArray = npt.NDArray[np.float32]
+IdArray = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkFilter:
+    """Which chunks a search may return. ``groups=None`` means no permission filter (admin)."""
+
+    collection: str | None = None
+    groups: tuple[str, ...] | None = None
+
+
+@runtime_checkable
+class VectorStore(Protocol):
+    """Nearest-neighbour search over normalised vectors keyed by integer ids (inner product)."""
+
+    def upsert(self, ids: IdArray, vectors: FloatArray) -> None:
+        """Add or replace vectors."""
+
+    def delete(self, ids: IdArray) -> None:
+        """Remove vectors; unknown ids are ignored."""
+
+    def query(
+        self, vector: FloatArray, k: int, allowed: IdArray | None = None
+    ) -> list[tuple[int, float]]:
+        """The ``k`` nearest ids with their similarity, restricted to ``allowed`` when given."""
+
+    def __len__(self) -> int: ...
+
+
+@runtime_checkable
+class DocumentStore(Protocol):
+    """Documents, chunks (with their vectors) and a keyword index, written one document at a time."""
+
+    def write_document(
+        self, document: Document, chunks: Sequence[Chunk], vectors: FloatArray
+    ) -> IdArray:
+        """Replace the document (same id) with this one in one transaction; returns the chunks' ids."""
+
+    def delete_document(self, document_id: str) -> IdArray:
+        """Delete a document and its chunks in one transaction; returns the deleted chunks' ids."""
+
+    def get_document(self, document_id: str) -> Document | None: ...
+
+    def find_document(self, collection: str, source: str) -> Document | None: ...
+
+    def list_documents(self, collection: str | None = None) -> list[Document]: ...
+
+    def get_chunks(self, ids: Sequence[int]) -> dict[int, Chunk]: ...
+
+    def allowed_chunk_ids(self, flt: ChunkFilter) -> IdArray | None:
+        """Ids a filter admits, or ``None`` when it admits every chunk."""
+
+    def keyword_search(self, query: str, k: int, flt: ChunkFilter) -> list[tuple[int, float]]:
+        """BM25 search; returns ``(chunk id, score)`` with higher scores better."""
+
+    def iter_vectors(self, batch: int = 4096) -> Sequence[tuple[IdArray, FloatArray]]:
+        """Every stored vector, for rebuilding a vector index."""
+
+    @property
+    def generation(self) -> int:
+        """A counter bumped by every committed write; derived indexes record it."""

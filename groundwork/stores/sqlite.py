@@ -1,0 +1,308 @@
+"""Embedded document store: one SQLite file holds documents, chunks, their vectors and an FTS5 index.
+
+SQLite is the source of truth, vectors included, so a document is written in one transaction and a
+crash at any point leaves either the old document or the new one. The faiss index
+(:mod:`groundwork.stores.faiss_index`) is derived from these rows and rebuilt when its recorded
+``generation`` differs from the database's.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from groundwork.errors import StorageError
+from groundwork.stores.protocols import ChunkFilter, FloatArray, IdArray
+from groundwork.types import Chunk, Document
+
+_TOKEN = re.compile(r"[A-Za-z0-9]+(?:['’][A-Za-z]+)?")
+STOPWORDS = frozenset(
+    """a an and are as at be by can do does for from has have how i if in into is it its me my of on or
+    our should so than that the their them then there these they this to was we what when where which
+    who why will with would you your get got""".split()
+)
+
+
+def _run_script(db: sqlite3.Connection, script: str) -> None:
+    # executescript() would COMMIT the migration's transaction half-way; run statements one by one.
+    for statement in script.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+def _m1_schema(db: sqlite3.Connection) -> None:
+    _run_script(
+        db,
+        """
+        CREATE TABLE documents (
+            id TEXT PRIMARY KEY,
+            collection TEXT NOT NULL,
+            source TEXT NOT NULL,
+            title TEXT NOT NULL,
+            content_hash TEXT NOT NULL,
+            media_type TEXT NOT NULL,
+            chunk_count INTEGER NOT NULL,
+            groups TEXT NOT NULL DEFAULT '[]',
+            ingested_at REAL NOT NULL,
+            UNIQUE (collection, source)
+        );
+        CREATE TABLE document_groups (
+            document_id TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+            grp TEXT NOT NULL,
+            PRIMARY KEY (document_id, grp)
+        );
+        CREATE TABLE chunks (
+            rowid INTEGER PRIMARY KEY AUTOINCREMENT,
+            id TEXT NOT NULL UNIQUE,
+            document_id TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+            collection TEXT NOT NULL,
+            ordinal INTEGER NOT NULL,
+            text TEXT NOT NULL,
+            heading_path TEXT NOT NULL,
+            start INTEGER NOT NULL,
+            "end" INTEGER NOT NULL,
+            vector BLOB NOT NULL
+        );
+        CREATE INDEX chunks_by_document ON chunks(document_id);
+        CREATE INDEX chunks_by_collection ON chunks(collection);
+        CREATE VIRTUAL TABLE chunks_fts USING fts5(text, headings, tokenize = 'porter unicode61');
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        INSERT INTO meta VALUES ('generation', '0');
+        """
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m1_schema]
+"""Ordered schema migrations; the number applied is recorded in ``PRAGMA user_version``."""
+
+
+def fts_query(text: str) -> str | None:
+    """An FTS5 query that ORs the text's content words, each quoted so nothing is read as syntax."""
+    words = [w.lower() for w in _TOKEN.findall(text)]
+    terms = [w.replace("'", "").replace("’", "") for w in words if w not in STOPWORDS]
+    unique = list(dict.fromkeys(t for t in terms if t))
+    return " OR ".join(f'"{t}"' for t in unique) or None
+
+
+class SQLiteDocumentStore:
+    """The embedded :class:`~groundwork.stores.protocols.DocumentStore`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        try:
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise StorageError(f"cannot open the document store {self.path}: {exc}") from exc
+
+    def _migrate(self) -> None:
+        (version,) = self._db.execute("PRAGMA user_version").fetchone()
+        for number, migration in enumerate(MIGRATIONS[version:], start=version + 1):
+            with self._transaction():
+                migration(self._db)
+                self._db.execute(f"PRAGMA user_version = {number}")
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @property
+    def generation(self) -> int:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key='generation'").fetchone()
+        return int(row[0])
+
+    def _bump_generation(self, db: sqlite3.Connection) -> None:
+        db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key='generation'")
+
+    def _delete_chunks(self, db: sqlite3.Connection, document_id: str) -> IdArray:
+        ids = [r[0] for r in db.execute("SELECT rowid FROM chunks WHERE document_id=?", (document_id,))]
+        db.executemany("DELETE FROM chunks_fts WHERE rowid=?", [(i,) for i in ids])
+        db.execute("DELETE FROM chunks WHERE document_id=?", (document_id,))
+        return np.asarray(ids, dtype=np.int64)
+
+    def write_document(
+        self,
+        document: Document,
+        chunks: Sequence[Chunk],
+        vectors: FloatArray,
+        before_commit: Callable[[], None] | None = None,
+    ) -> IdArray:
+        """Replace ``document`` and its chunks in one transaction; returns the new chunks' ids.
+
+        ``before_commit`` runs inside the transaction (tests use it to simulate a crash).
+        """
+        if len(chunks) != len(vectors):
+            raise StorageError(f"{len(chunks)} chunks but {len(vectors)} vectors for {document.source}")
+        vecs = np.ascontiguousarray(vectors, dtype=np.float32)
+        new_ids: list[int] = []
+        with self._transaction() as db:
+            self._delete_chunks(db, document.id)
+            db.execute("DELETE FROM documents WHERE id=?", (document.id,))
+            db.execute(
+                "INSERT INTO documents VALUES (?,?,?,?,?,?,?,?,?)",
+                (
+                    document.id, document.collection, document.source, document.title,
+                    document.content_hash, document.media_type, len(chunks),
+                    json.dumps(list(document.groups)), document.ingested_at,
+                ),
+            )
+            db.executemany(
+                "INSERT INTO document_groups VALUES (?,?)", [(document.id, g) for g in document.groups]
+            )
+            for chunk, vec in zip(chunks, vecs, strict=True):
+                cur = db.execute(
+                    'INSERT INTO chunks (id, document_id, collection, ordinal, text, heading_path, start, "end",'
+                    " vector) VALUES (?,?,?,?,?,?,?,?,?)",
+                    (
+                        chunk.id, document.id, document.collection, chunk.ordinal, chunk.text,
+                        json.dumps(list(chunk.heading_path)), chunk.start, chunk.end, vec.tobytes(),
+                    ),
+                )
+                rowid = int(cur.lastrowid or 0)
+                new_ids.append(rowid)
+                db.execute(
+                    "INSERT INTO chunks_fts (rowid, text, headings) VALUES (?,?,?)",
+                    (rowid, chunk.text, " ".join((document.title, *chunk.heading_path))),
+                )
+            self._bump_generation(db)
+            if before_commit is not None:
+                before_commit()
+        return np.asarray(new_ids, dtype=np.int64)
+
+    def delete_document(self, document_id: str) -> IdArray:
+        with self._transaction() as db:
+            ids = self._delete_chunks(db, document_id)
+            db.execute("DELETE FROM documents WHERE id=?", (document_id,))
+            self._bump_generation(db)
+        return ids
+
+    @staticmethod
+    def _document(row: sqlite3.Row | tuple[object, ...]) -> Document:
+        return Document(
+            id=str(row[0]), collection=str(row[1]), source=str(row[2]), title=str(row[3]),
+            content_hash=str(row[4]), media_type=str(row[5]), chunk_count=int(str(row[6])),
+            groups=tuple(json.loads(str(row[7]))), ingested_at=float(str(row[8])),
+        )
+
+    def get_document(self, document_id: str) -> Document | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM documents WHERE id=?", (document_id,)).fetchone()
+        return self._document(row) if row else None
+
+    def find_document(self, collection: str, source: str) -> Document | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT * FROM documents WHERE collection=? AND source=?", (collection, source)
+            ).fetchone()
+        return self._document(row) if row else None
+
+    def list_documents(self, collection: str | None = None) -> list[Document]:
+        sql, args = "SELECT * FROM documents", ()
+        if collection is not None:
+            sql, args = sql + " WHERE collection=?", (collection,)
+        with self._lock:
+            rows = self._db.execute(sql + " ORDER BY collection, source", args).fetchall()
+        return [self._document(r) for r in rows]
+
+    def collections(self) -> dict[str, int]:
+        """Collection name -> number of documents."""
+        with self._lock:
+            rows = self._db.execute("SELECT collection, COUNT(*) FROM documents GROUP BY collection")
+            return {str(c): int(n) for c, n in rows}
+
+    def get_chunks(self, ids: Sequence[int]) -> dict[int, Chunk]:
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT c.rowid, c.id, c.document_id, c.collection, c.ordinal, c.text, c.heading_path,"
+                f' c.start, c."end", d.source, d.title FROM chunks c JOIN documents d ON d.id = c.document_id'
+                f" WHERE c.rowid IN ({marks})",
+                [int(i) for i in ids],
+            ).fetchall()
+        return {
+            int(r[0]): Chunk(
+                id=r[1], document_id=r[2], collection=r[3], ordinal=r[4], text=r[5],
+                heading_path=tuple(json.loads(r[6])), start=r[7], end=r[8], source=r[9], title=r[10],
+            )
+            for r in rows
+        }
+
+    @staticmethod
+    def _filter_sql(flt: ChunkFilter, alias: str = "c") -> tuple[str, list[object]]:
+        clauses: list[str] = []
+        args: list[object] = []
+        if flt.collection is not None:
+            clauses.append(f"{alias}.collection = ?")
+            args.append(flt.collection)
+        if flt.groups is not None:
+            marks = ",".join("?" * len(flt.groups)) or "NULL"
+            clauses.append(
+                f"EXISTS (SELECT 1 FROM document_groups g WHERE g.document_id = {alias}.document_id"
+                f" AND g.grp IN ({marks}))"
+            )
+            args.extend(flt.groups)
+        return (" AND ".join(clauses) or "1"), args
+
+    def chunk_ids_of(self, document_id: str) -> IdArray:
+        """Ids of a document's chunks."""
+        with self._lock:
+            rows = self._db.execute("SELECT rowid FROM chunks WHERE document_id=?", (document_id,)).fetchall()
+        return np.asarray([r[0] for r in rows], dtype=np.int64)
+
+    def allowed_chunk_ids(self, flt: ChunkFilter) -> IdArray | None:
+        if flt.collection is None and flt.groups is None:
+            return None
+        where, args = self._filter_sql(flt)
+        with self._lock:
+            rows = self._db.execute(f"SELECT c.rowid FROM chunks c WHERE {where}", args).fetchall()
+        return np.asarray([r[0] for r in rows], dtype=np.int64)
+
+    def keyword_search(self, query: str, k: int, flt: ChunkFilter) -> list[tuple[int, float]]:
+        match = fts_query(query)
+        if match is None:
+            return []
+        where, args = self._filter_sql(flt)
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT f.rowid, bm25(chunks_fts, 1.0, 0.5) AS s FROM chunks_fts f"
+                f" JOIN chunks c ON c.rowid = f.rowid WHERE chunks_fts MATCH ? AND {where}"
+                " ORDER BY s LIMIT ?",
+                [match, *args, k],
+            ).fetchall()
+        return [(int(r[0]), -float(r[1])) for r in rows]  # FTS5's bm25 is lower-is-better
+
+    def iter_vectors(self, batch: int = 4096) -> list[tuple[IdArray, FloatArray]]:
+        out: list[tuple[IdArray, FloatArray]] = []
+        with self._lock:
+            cur = self._db.execute("SELECT rowid, vector FROM chunks ORDER BY rowid")
+            while rows := cur.fetchmany(batch):
+                ids = np.asarray([r[0] for r in rows], dtype=np.int64)
+                vecs = np.vstack([np.frombuffer(r[1], dtype=np.float32) for r in rows])
+                out.append((ids, vecs))
+        return out
