@@ -25,7 +25,9 @@ from groundwork.samples import handbook_dir, questions_file
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--embedder", default="minilm")
-    ap.add_argument("--generate", type=int, default=0, help="also answer the first N questions with the model")
+    ap.add_argument(
+        "--generate", type=int, default=0, help="also answer the first N questions with the model"
+    )
     ap.add_argument("--k", type=int, default=3)
     args = ap.parse_args()
     questions = yaml.safe_load(questions_file().read_text())
@@ -45,25 +47,35 @@ def main() -> None:
             else:
                 print(f"  MISS {q['question']!r} -> {names} (want {q['document']})")
         n = len(questions["answerable"])
-        print(f"hit rate @{args.k}: {hits}/{n} = {hits / n:.3f}; mean rank of hits {statistics.mean(ranks):.2f}")
+        print(
+            f"hit rate @{args.k}: {hits}/{n} = {hits / n:.3f}; mean rank of hits {statistics.mean(ranks):.2f}"
+        )
         unanswerable = [q if isinstance(q, str) else q["question"] for q in questions["unanswerable"]]
         unanswerable_best = [c.retriever.retrieve(q).best_vector_score for q in unanswerable]
-        print(f"best vector score, answerable: min {min(answerable_best):.3f} "
-              f"median {statistics.median(answerable_best):.3f}")
-        print(f"best vector score, unanswerable: max {max(unanswerable_best):.3f} "
-              f"median {statistics.median(unanswerable_best):.3f}")
+        print(
+            f"best vector score, answerable: min {min(answerable_best):.3f} "
+            f"median {statistics.median(answerable_best):.3f}"
+        )
+        print(
+            f"best vector score, unanswerable: max {max(unanswerable_best):.3f} "
+            f"median {statistics.median(unanswerable_best):.3f}"
+        )
         below = sum(s < settings.retrieval.min_vector_score for s in answerable_best)
         above = sum(s >= settings.retrieval.min_vector_score for s in unanswerable_best)
-        print(f"threshold {settings.retrieval.min_vector_score}: {below} answerable refused, "
-              f"{above} unanswerable let through")
+        print(
+            f"threshold {settings.retrieval.min_vector_score}: {below} answerable refused, "
+            f"{above} unanswerable let through"
+        )
         modes: dict[str, int] = {}
         for q in questions["answerable"][: args.generate]:
             t = time.perf_counter()
             a = asyncio.run(c.answerer.ask(q["question"]))
             modes[a.mode] = modes.get(a.mode, 0) + 1
             cited = {Path(ci.source).name for ci in a.citations}
-            print(f"[{a.mode} {time.perf_counter() - t:.1f}s ok={q['document'] in cited}] {q['question']}\n"
-                  f"   draft: {a.draft!r}\n   answer: {a.text}")
+            print(
+                f"[{a.mode} {time.perf_counter() - t:.1f}s ok={q['document'] in cited}] {q['question']}\n"
+                f"   draft: {a.draft!r}\n   answer: {a.text}"
+            )
         if modes:
             print("modes:", modes)
         c.close()

@@ -65,8 +65,9 @@ EMBEDDING_PROVIDERS: dict[str, Callable[[Settings], EmbeddingModel]] = {
 class Container:
     """Holds the application's parts for one data dir. Close it when done."""
 
-    def __init__(self, settings: Settings, chat_model: ChatModel | None = None,
-                 embedder: EmbeddingModel | None = None) -> None:
+    def __init__(
+        self, settings: Settings, chat_model: ChatModel | None = None, embedder: EmbeddingModel | None = None
+    ) -> None:
         self.settings = settings
         if chat_model is not None:
             self.__dict__["chat_model"] = chat_model
@@ -106,8 +107,9 @@ class Container:
 
     @cached_property
     def ingestor(self) -> Ingestor:
-        return Ingestor(self.documents, self.vectors, self.embedder, self.settings.chunking,
-                        self.data_dir / "index")
+        return Ingestor(
+            self.documents, self.vectors, self.embedder, self.settings.chunking, self.data_dir / "index"
+        )
 
     @cached_property
     def retriever(self) -> Retriever:
@@ -115,8 +117,13 @@ class Container:
 
     @cached_property
     def answerer(self) -> Answerer:
-        return Answerer(self.retriever, self.chat_model, self.embedder, self.settings.answer,
-                        self.settings.retrieval.min_vector_score)
+        return Answerer(
+            self.retriever,
+            self.chat_model,
+            self.embedder,
+            self.settings.answer,
+            self.settings.retrieval.min_vector_score,
+        )
 
     def close(self) -> None:
         """Close the store (models hold no OS resources beyond memory)."""

@@ -26,9 +26,8 @@ import datetime as _dt
 import io
 import zipfile
 from pathlib import Path
-from typing import Union
 
-Block = Union[str, list]  # a paragraph, or a list of bullet-point strings
+Block = str | list  # a paragraph, or a list of bullet-point strings
 Section = tuple  # (heading, [Block, ...])
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -37,7 +36,7 @@ HANDBOOK_DIR = SAMPLES_DIR / "handbook"
 BROKEN_DIR = SAMPLES_DIR / "broken"
 
 AUTHOR = "Lumen Forge Ltd. (fictional)"
-FIXED_DATE = _dt.datetime(2025, 1, 6, 9, 0, 0, tzinfo=_dt.timezone.utc)
+FIXED_DATE = _dt.datetime(2025, 1, 6, 9, 0, 0, tzinfo=_dt.UTC)
 
 # ---------------------------------------------------------------------------
 # Document texts. PDF texts must only use latin-1 characters (core PDF fonts).

@@ -32,7 +32,9 @@ app.add_typer(docs_app, name="docs")
 out = Console()
 err = Console(stderr=True)
 
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help=f"Config file (default ./{CONFIG_FILE_NAME}).")]
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", "-c", help=f"Config file (default ./{CONFIG_FILE_NAME}).")
+]
 DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="Data directory (overrides the config).")]
 CollectionOpt = Annotated[str, typer.Option("--collection", help="Collection name.")]
 ModelOpt = Annotated[
@@ -47,7 +49,8 @@ def _container(config: Path | None, data_dir: Path | None, model: str | None = N
     settings = Settings.load(config, **overrides)
     if model == "fake":
         settings = Settings.load(
-            config, **overrides,
+            config,
+            **overrides,
             models={"default_group": "fake", "groups": {"fake": [{"provider": "fake", "model": "fake"}]}},
         )
     elif model is not None:
@@ -80,8 +83,13 @@ def init(
 
 def _run_ingest(c: Container, paths: list[Path], collection: str, groups: list[str]) -> IngestReport:
     with Progress(
-        TextColumn("[bold]ingesting[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        TextColumn("{task.description}"), console=err, transient=False,
+        TextColumn("[bold]ingesting[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+        console=err,
+        transient=False,
     ) as bar:
         task = bar.add_task("", total=None)
 
@@ -131,7 +139,7 @@ def _print_answer(answer: Answer, streamed: bool) -> None:
         out.print()
     label = {
         "generated": "[green]Answer[/] (model answer, every sentence checked against its source)",
-        "extractive": "[yellow]Answer[/] (quoted from the documents: the model's draft could not be verified)",
+        "extractive": "[yellow]Answer[/] (quoted from the documents: the model's draft was not verified)",
         "no_answer": "[red]Answer[/]",
     }[answer.mode]
     out.print(label)
@@ -164,8 +172,12 @@ def _ask(c: Container, question: str, collection: str, stream: bool) -> Answer:
 def ask(
     question: Annotated[str, typer.Argument(help="Your question.")],
     collection: CollectionOpt = "default",
-    as_json: Annotated[bool, typer.Option("--json", help="Print answer, citations and timings as JSON.")] = False,
-    stream: Annotated[bool, typer.Option("--stream/--no-stream", help="Show the model's draft as it is written.")] = True,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print answer, citations and timings as JSON.")
+    ] = False,
+    stream: Annotated[
+        bool, typer.Option("--stream/--no-stream", help="Show the model's draft as it is written.")
+    ] = True,
     model: ModelOpt = None,
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
@@ -177,8 +189,10 @@ def ask(
     try:
         c = _container(config, data_dir, model)
         if not c.documents.list_documents(collection):
-            err.print(f"[red]error:[/] collection {collection!r} in {c.data_dir} has no documents; "
-                      "run `groundwork ingest PATH` first")
+            err.print(
+                f"[red]error:[/] collection {collection!r} in {c.data_dir} has no documents; "
+                "run `groundwork ingest PATH` first"
+            )
             raise typer.Exit(2)
         answer = _ask(c, question, collection, stream and not as_json)
         c.close()

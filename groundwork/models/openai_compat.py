@@ -122,7 +122,9 @@ class OpenAICompatibleChatModel(ChatModel):
                         if delta:
                             yield StreamChunk(delta=delta)
         except httpx.TimeoutException as exc:
-            raise ModelTimeoutError(f"model {self.name!r} at {url} timed out after {self.timeout_s}s") from exc
+            raise ModelTimeoutError(
+                f"model {self.name!r} at {url} timed out after {self.timeout_s}s"
+            ) from exc
         except httpx.TransportError as exc:
             raise UpstreamError(f"model {self.name!r} at {url} is unreachable: {exc}") from exc
         except json.JSONDecodeError as exc:

@@ -58,15 +58,25 @@ class Answer:
             "mode": self.mode,
             "citations": [
                 {
-                    "number": c.number, "document_id": c.document_id, "source": c.source, "title": c.title,
-                    "heading_path": list(c.heading_path), "chunk_id": c.chunk_id, "start": c.start,
-                    "end": c.end, "score": round(c.score, 4), "quote": c.quote,
+                    "number": c.number,
+                    "document_id": c.document_id,
+                    "source": c.source,
+                    "title": c.title,
+                    "heading_path": list(c.heading_path),
+                    "chunk_id": c.chunk_id,
+                    "start": c.start,
+                    "end": c.end,
+                    "score": round(c.score, 4),
+                    "quote": c.quote,
                 }
                 for c in self.citations
             ],
             "model": self.model,
             "draft": self.draft,
-            "usage": {"prompt_tokens": self.usage.prompt_tokens, "completion_tokens": self.usage.completion_tokens},
+            "usage": {
+                "prompt_tokens": self.usage.prompt_tokens,
+                "completion_tokens": self.usage.completion_tokens,
+            },
             "best_vector_score": round(self.best_vector_score, 4),
             "timings": {k: round(v, 4) for k, v in self.timings.items()},
         }
@@ -99,8 +109,15 @@ class _Citer:
             self._numbers[key] = number
             self.citations.append(
                 Citation(
-                    number=number, document_id=c.document_id, source=c.source, title=c.title,
-                    heading_path=c.heading_path, chunk_id=c.id, start=start, end=end, score=sc.score,
+                    number=number,
+                    document_id=c.document_id,
+                    source=c.source,
+                    title=c.title,
+                    heading_path=c.heading_path,
+                    chunk_id=c.id,
+                    start=start,
+                    end=end,
+                    score=sc.score,
                     quote=quote,
                 )
             )
@@ -140,8 +157,15 @@ class Answerer:
         timings = {f"retrieve.{k}": v for k, v in retrieval.timings.items()}
         if not retrieval.chunks or retrieval.best_vector_score < self.min_vector_score:
             timings["total"] = time.perf_counter() - started
-            return Answer(question, NO_ANSWER, (), "no_answer", best_vector_score=retrieval.best_vector_score,
-                          timings=timings, model=self.model.name)
+            return Answer(
+                question,
+                NO_ANSWER,
+                (),
+                "no_answer",
+                best_vector_score=retrieval.best_vector_score,
+                timings=timings,
+                model=self.model.name,
+            )
         context = retrieval.chunks[: self.context_chunks]
         t0 = time.perf_counter()
         parts: list[str] = []
@@ -165,10 +189,21 @@ class Answerer:
         text, citations, mode = self._verify(question, draft, retrieval)
         timings["verify"] = time.perf_counter() - t1
         timings["total"] = time.perf_counter() - started
-        return Answer(question, text, citations, mode, draft=draft, model=self.model.name, usage=usage,
-                      best_vector_score=retrieval.best_vector_score, timings=timings)
+        return Answer(
+            question,
+            text,
+            citations,
+            mode,
+            draft=draft,
+            model=self.model.name,
+            usage=usage,
+            best_vector_score=retrieval.best_vector_score,
+            timings=timings,
+        )
 
-    def _verify(self, question: str, draft: str, retrieval: Retrieval) -> tuple[str, tuple[Citation, ...], Mode]:
+    def _verify(
+        self, question: str, draft: str, retrieval: Retrieval
+    ) -> tuple[str, tuple[Citation, ...], Mode]:
         context = retrieval.chunks[: self.context_chunks]
         sources = [sc.chunk.text for sc in context]
         citer = _Citer()

@@ -17,8 +17,30 @@ _WORD = re.compile(r"[a-z0-9]+(?:[.,:][0-9]+)*")
 _NUMBER = re.compile(r"\d+(?:[.,:]\d+)*")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
 _EXTRA_STOP = frozenset(
-    "also any all just may must only per please some such very according document documents source sources "
-    "provided context based answer question".split()
+    [
+        "also",
+        "any",
+        "all",
+        "just",
+        "may",
+        "must",
+        "only",
+        "per",
+        "please",
+        "some",
+        "such",
+        "very",
+        "according",
+        "document",
+        "documents",
+        "source",
+        "sources",
+        "provided",
+        "context",
+        "based",
+        "answer",
+        "question",
+    ]
 )
 
 REFUSAL_PATTERNS = re.compile(
@@ -38,9 +60,7 @@ def _stem(word: str) -> str:
 
 def content_words(text: str) -> set[str]:
     """Lower-cased, lightly stemmed words that carry meaning (stop words dropped)."""
-    return {
-        _stem(w) for w in _WORD.findall(text.lower()) if w not in STOPWORDS and w not in _EXTRA_STOP
-    }
+    return {_stem(w) for w in _WORD.findall(text.lower()) if w not in STOPWORDS and w not in _EXTRA_STOP}
 
 
 def numbers(text: str) -> set[str]:

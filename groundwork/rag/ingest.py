@@ -43,9 +43,13 @@ class IngestReport:
 
     def to_dict(self) -> dict[str, object]:
         return {
-            "added": len(self.added), "updated": len(self.updated), "unchanged": len(self.unchanged),
-            "deleted": len(self.deleted), "failed": [{"source": s, "reason": r} for s, r in self.failed],
-            "chunks_written": self.chunks_written, "chunks_embedded": self.chunks_embedded,
+            "added": len(self.added),
+            "updated": len(self.updated),
+            "unchanged": len(self.unchanged),
+            "deleted": len(self.deleted),
+            "failed": [{"source": s, "reason": r} for s, r in self.failed],
+            "chunks_written": self.chunks_written,
+            "chunks_embedded": self.chunks_embedded,
             "seconds": round(self.seconds, 3),
         }
 
@@ -64,7 +68,8 @@ def discover(paths: Iterable[Path]) -> tuple[list[Path], list[Path]]:
         if path.is_dir():
             folders.append(path)
             files.extend(
-                p for p in sorted(path.rglob("*"))
+                p
+                for p in sorted(path.rglob("*"))
                 if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
             )
         elif path.is_file():
@@ -166,22 +171,36 @@ class Ingestor:
             parsed, self.embedder.count_tokens, self.chunking.max_tokens, self.chunking.overlap_tokens
         )
         doc = Document(
-            id=document_id(collection, source), collection=collection, source=source, title=parsed.title,
-            content_hash=content_hash, media_type=parsed.media_type, chunk_count=len(spans),
-            groups=groups, ingested_at=time.time(),
+            id=document_id(collection, source),
+            collection=collection,
+            source=source,
+            title=parsed.title,
+            content_hash=content_hash,
+            media_type=parsed.media_type,
+            chunk_count=len(spans),
+            groups=groups,
+            ingested_at=time.time(),
         )
         chunks = [
             Chunk(
-                id=f"{doc.id}-{content_hash[:8]}-{n}", document_id=doc.id, collection=collection, ordinal=n,
-                text=parsed.text[s.start : s.end], heading_path=s.heading_path, start=s.start, end=s.end,
-                source=source, title=parsed.title,
+                id=f"{doc.id}-{content_hash[:8]}-{n}",
+                document_id=doc.id,
+                collection=collection,
+                ordinal=n,
+                text=parsed.text[s.start : s.end],
+                heading_path=s.heading_path,
+                start=s.start,
+                end=s.end,
+                source=source,
+                title=parsed.title,
             )
             for n, s in enumerate(spans)
         ]
         try:
             vectors = self._embed(chunks)
             old_ids = (
-                np.asarray([], dtype=np.int64) if existing is None
+                np.asarray([], dtype=np.int64)
+                if existing is None
                 else self.documents.chunk_ids_of(existing.id)
             )
             new_ids = self.documents.write_document(doc, chunks, vectors)

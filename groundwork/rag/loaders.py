@@ -103,7 +103,9 @@ def _lines_to_blocks(lines: list[str], markdown: bool) -> list[Block]:
         if atx:
             flush()
             blocks.append(Block(_md_inline(atx.group(2)), len(atx.group(1))))
-        elif line.strip() and _SETEXT.match(nxt.strip()) and len(nxt.strip()) >= 3 and not _SETEXT.match(line):
+        elif (
+            line.strip() and _SETEXT.match(nxt.strip()) and len(nxt.strip()) >= 3 and not _SETEXT.match(line)
+        ):
             flush()
             blocks.append(Block(_md_inline(line.strip()), 1 if nxt.strip()[0] == "=" else 2))
         elif _SETEXT.match(line.strip()) and blocks and not para and len(line.strip()) >= 3:
@@ -269,8 +271,9 @@ def load_docx(data: bytes, source: str) -> ParsedDocument:
         for row in table.rows:
             blocks.append(Block(" | ".join(_clean(c.text) for c in row.cells if c.text.strip())))
     title = document.core_properties.title or None
-    return assemble(source, blocks, "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
-                    title=title)
+    return assemble(
+        source, blocks, "application/vnd.openxmlformats-officedocument.wordprocessingml.document", title=title
+    )
 
 
 Loader = Callable[[bytes, str], ParsedDocument]
@@ -295,7 +298,8 @@ def load_bytes(data: bytes, source: str, loaders: dict[str, Loader] | None = Non
     loader = table.get(suffix)
     if loader is None:
         raise UnsupportedFormatError(
-            f"{source}: unsupported file type {suffix or '(no suffix)'!r}; supported: {', '.join(sorted(table))}"
+            f"{source}: unsupported file type {suffix or '(no suffix)'!r}; "
+            f"supported: {', '.join(sorted(table))}"
         )
     return loader(data, source)
 

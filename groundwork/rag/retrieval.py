@@ -28,9 +28,7 @@ class Retrieval:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def reciprocal_rank_fusion(
-    rankings: list[tuple[list[int], float]], k: int = 60
-) -> list[tuple[int, float]]:
+def reciprocal_rank_fusion(rankings: list[tuple[list[int], float]], k: int = 60) -> list[tuple[int, float]]:
     """Fuse ranked id lists: ``score(d) = sum(weight / (k + rank))``, rank starting at 1."""
     scores: dict[int, float] = {}
     for ids, weight in rankings:
@@ -78,7 +76,10 @@ class Retriever:
         t3 = time.perf_counter()
         timings["keyword_search"] = t3 - t2
         fused = reciprocal_rank_fusion(
-            [([i for i, _ in vector_hits], s.vector_weight), ([i for i, _ in keyword_hits], s.keyword_weight)],
+            [
+                ([i for i, _ in vector_hits], s.vector_weight),
+                ([i for i, _ in keyword_hits], s.keyword_weight),
+            ],
             k=s.rrf_k,
         )[:k]
         chunks = self.documents.get_chunks([i for i, _ in fused])

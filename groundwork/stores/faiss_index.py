@@ -130,15 +130,13 @@ class FaissVectorStore:
 
     def _approximate(self, q: FloatArray, k: int, rows: IdArray | None) -> list[tuple[int, float]]:
         index = self._graph()
-        params = faiss.SearchParametersHNSW()
+        params = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]
         params.efSearch = max(self.ef_search, k)
         if rows is not None:
             selector = faiss.IDSelectorBatch(rows)  # HNSW ids are row positions
             params.sel = selector
         scores, positions = index.search(q, k, params=params)
-        return [
-            (int(self._ids[p]), float(s)) for p, s in zip(positions[0], scores[0], strict=True) if p >= 0
-        ]
+        return [(int(self._ids[p]), float(s)) for p, s in zip(positions[0], scores[0], strict=True) if p >= 0]
 
     # -- persistence -------------------------------------------------------------------------------
 

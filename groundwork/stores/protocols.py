@@ -33,9 +33,7 @@ class VectorStore(Protocol):
     def delete(self, ids: IdArray) -> None:
         """Remove vectors; unknown ids are ignored."""
 
-    def query(
-        self, vector: FloatArray, k: int, allowed: IdArray | None = None
-    ) -> list[tuple[int, float]]:
+    def query(self, vector: FloatArray, k: int, allowed: IdArray | None = None) -> list[tuple[int, float]]:
         """The ``k`` nearest ids with their similarity, restricted to ``allowed`` when given."""
 
     def __len__(self) -> int: ...
@@ -45,9 +43,7 @@ class VectorStore(Protocol):
 class DocumentStore(Protocol):
     """Documents, chunks (with their vectors) and a keyword index, written one document at a time."""
 
-    def write_document(
-        self, document: Document, chunks: Sequence[Chunk], vectors: FloatArray
-    ) -> IdArray:
+    def write_document(self, document: Document, chunks: Sequence[Chunk], vectors: FloatArray) -> IdArray:
         """Replace the document (same id) with this one in one transaction; returns the chunks' ids."""
 
     def delete_document(self, document_id: str) -> IdArray:

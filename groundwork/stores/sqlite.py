@@ -24,9 +24,65 @@ from groundwork.types import Chunk, Document
 
 _TOKEN = re.compile(r"[A-Za-z0-9]+(?:['’][A-Za-z]+)?")
 STOPWORDS = frozenset(
-    """a an and are as at be by can do does for from has have how i if in into is it its me my of on or
-    our should so than that the their them then there these they this to was we what when where which
-    who why will with would you your get got""".split()
+    [
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "by",
+        "can",
+        "do",
+        "does",
+        "for",
+        "from",
+        "has",
+        "have",
+        "how",
+        "i",
+        "if",
+        "in",
+        "into",
+        "is",
+        "it",
+        "its",
+        "me",
+        "my",
+        "of",
+        "on",
+        "or",
+        "our",
+        "should",
+        "so",
+        "than",
+        "that",
+        "the",
+        "their",
+        "them",
+        "then",
+        "there",
+        "these",
+        "they",
+        "this",
+        "to",
+        "was",
+        "we",
+        "what",
+        "when",
+        "where",
+        "which",
+        "who",
+        "why",
+        "will",
+        "with",
+        "would",
+        "you",
+        "your",
+        "get",
+        "got",
+    ]
 )
 
 
@@ -75,7 +131,7 @@ def _m1_schema(db: sqlite3.Connection) -> None:
         CREATE VIRTUAL TABLE chunks_fts USING fts5(text, headings, tokenize = 'porter unicode61');
         CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
         INSERT INTO meta VALUES ('generation', '0');
-        """
+        """,
     )
 
 
@@ -165,9 +221,15 @@ class SQLiteDocumentStore:
             db.execute(
                 "INSERT INTO documents VALUES (?,?,?,?,?,?,?,?,?)",
                 (
-                    document.id, document.collection, document.source, document.title,
-                    document.content_hash, document.media_type, len(chunks),
-                    json.dumps(list(document.groups)), document.ingested_at,
+                    document.id,
+                    document.collection,
+                    document.source,
+                    document.title,
+                    document.content_hash,
+                    document.media_type,
+                    len(chunks),
+                    json.dumps(list(document.groups)),
+                    document.ingested_at,
                 ),
             )
             db.executemany(
@@ -175,11 +237,19 @@ class SQLiteDocumentStore:
             )
             for chunk, vec in zip(chunks, vecs, strict=True):
                 cur = db.execute(
-                    'INSERT INTO chunks (id, document_id, collection, ordinal, text, heading_path, start, "end",'
+                    'INSERT INTO chunks (id, document_id, collection, ordinal, text, heading_path, start,'
+                    ' "end",'
                     " vector) VALUES (?,?,?,?,?,?,?,?,?)",
                     (
-                        chunk.id, document.id, document.collection, chunk.ordinal, chunk.text,
-                        json.dumps(list(chunk.heading_path)), chunk.start, chunk.end, vec.tobytes(),
+                        chunk.id,
+                        document.id,
+                        document.collection,
+                        chunk.ordinal,
+                        chunk.text,
+                        json.dumps(list(chunk.heading_path)),
+                        chunk.start,
+                        chunk.end,
+                        vec.tobytes(),
                     ),
                 )
                 rowid = int(cur.lastrowid or 0)
@@ -203,9 +273,15 @@ class SQLiteDocumentStore:
     @staticmethod
     def _document(row: sqlite3.Row | tuple[object, ...]) -> Document:
         return Document(
-            id=str(row[0]), collection=str(row[1]), source=str(row[2]), title=str(row[3]),
-            content_hash=str(row[4]), media_type=str(row[5]), chunk_count=int(str(row[6])),
-            groups=tuple(json.loads(str(row[7]))), ingested_at=float(str(row[8])),
+            id=str(row[0]),
+            collection=str(row[1]),
+            source=str(row[2]),
+            title=str(row[3]),
+            content_hash=str(row[4]),
+            media_type=str(row[5]),
+            chunk_count=int(str(row[6])),
+            groups=tuple(json.loads(str(row[7]))),
+            ingested_at=float(str(row[8])),
         )
 
     def get_document(self, document_id: str) -> Document | None:
@@ -221,7 +297,7 @@ class SQLiteDocumentStore:
         return self._document(row) if row else None
 
     def list_documents(self, collection: str | None = None) -> list[Document]:
-        sql, args = "SELECT * FROM documents", ()
+        sql, args = "SELECT * FROM documents", tuple[str, ...]()
         if collection is not None:
             sql, args = sql + " WHERE collection=?", (collection,)
         with self._lock:
@@ -247,8 +323,16 @@ class SQLiteDocumentStore:
             ).fetchall()
         return {
             int(r[0]): Chunk(
-                id=r[1], document_id=r[2], collection=r[3], ordinal=r[4], text=r[5],
-                heading_path=tuple(json.loads(r[6])), start=r[7], end=r[8], source=r[9], title=r[10],
+                id=r[1],
+                document_id=r[2],
+                collection=r[3],
+                ordinal=r[4],
+                text=r[5],
+                heading_path=tuple(json.loads(r[6])),
+                start=r[7],
+                end=r[8],
+                source=r[9],
+                title=r[10],
             )
             for r in rows
         }
