@@ -33,7 +33,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import groundwork.rag.ingest as ingest_module
 from groundwork.config import Settings
 from groundwork.container import Container
 from groundwork.models.base import EmbeddingModel, Vectors
@@ -171,37 +173,87 @@ def warm_up(folder: Path, embedder_kind: str) -> tuple[EmbeddingModel, list[str]
             c.close()
 
 
+class PhaseTimer:
+    """Adds up the time spent in wrapped callables, by label; :meth:`restore` undoes the wrapping."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.calls: dict[str, int] = {}
+        self._undo: list[tuple[object, str, object]] = []
+
+    def wrap(self, owner: object, attr: str, label: str) -> None:
+        original = getattr(owner, attr)
+        self.seconds.setdefault(label, 0.0)
+        self.calls.setdefault(label, 0)
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self.seconds[label] += time.perf_counter() - started
+                self.calls[label] += 1
+
+        self._undo.append((owner, attr, owner.__dict__.get(attr, _MISSING)))
+        setattr(owner, attr, timed)
+
+    def restore(self) -> None:
+        for owner, attr, before in reversed(self._undo):
+            if before is _MISSING:
+                delattr(owner, attr)
+            else:
+                setattr(owner, attr, before)
+        self._undo.clear()
+
+
+_MISSING = object()
+
+
 def breakdown(folder: Path, embedder_kind: str, shared: EmbeddingModel, texts: Sequence[str]) -> list[str]:
     """One instrumented ingest: where the time goes. Returns markdown table rows."""
     timed = TimedEmbedder(shared)
+    phases = PhaseTimer()
     with tempfile.TemporaryDirectory(prefix="gw-bench-data-") as tmp:
         c = Container(settings_for(Path(tmp), embedder_kind), embedder=timed)
         try:
             shared.embed(["warm up"])
             ingestor = c.ingestor
+            phases.wrap(ingest_module, "load_bytes", "parse (loaders)")
+            phases.wrap(ingest_module, "chunk_document", "chunk (incl. count_tokens)")
+            phases.wrap(ingestor.documents, "write_document", "SQLite write (chunks, vectors, FTS)")
+            phases.wrap(ingestor.vectors, "upsert", "faiss upsert/delete")
+            phases.wrap(ingestor.vectors, "delete", "faiss upsert/delete")
+            phases.wrap(ingestor.vectors, "save", "faiss save")
             gc.collect()
             started = time.perf_counter()
             report = ingestor.ingest_paths([folder])
             total = time.perf_counter() - started
             check_report(report, "instrumented ingest")
         finally:
+            phases.restore()
             c.close()
     same = "yes" if timed.texts == list(texts) else "NO"
-    other = total - timed.embed_seconds - timed.count_seconds
     print(f"instrumented ingest: embedder saw the same texts as the raw runs: {same}")
 
     def row(part: str, seconds: float, calls: str) -> str:
         return f"| {part} | {seconds:.3f} | {100 * seconds / total:.0f}% | {calls} |"
 
-    return [
+    rows = [
         "| part of one ingest (instrumented) | seconds | share | calls |",
         "|---|---:|---:|---:|",
-        row("embed() (model forward passes)", timed.embed_seconds,
-            f"{timed.embed_calls} (one per document)"),
-        row("count_tokens() (chunking)", timed.count_seconds, str(timed.count_calls)),
-        row("everything else (read, parse, hash, SQLite, faiss, save)", other, "-"),
+        row("embed() (one call per document)", timed.embed_seconds, str(timed.embed_calls)),
+    ]
+    for label, seconds in phases.seconds.items():
+        calls = str(phases.calls[label])
+        if label.startswith("chunk"):
+            calls += f" ({timed.count_calls} count_tokens, {timed.count_seconds:.3f}s)"
+        rows.append(row(label, seconds, calls))
+    rest = total - timed.embed_seconds - sum(phases.seconds.values())
+    rows += [
+        row("rest (discover, read, hash, lookups, Python glue)", rest, "-"),
         row("total", total, "-"),
     ]
+    return rows
 
 
 def rate_row(label: str, runs: Sequence[IngestRun] | Sequence[RawRun]) -> str:

@@ -13,6 +13,7 @@ from groundwork.models.base import ChatModel, EmbeddingModel, Vectors
 from groundwork.types import GenerationOptions, Message, StreamChunk, Usage
 
 _WORD = re.compile(r"[a-z0-9]+")
+_STOP = frozenset("a an and are as at be by do for from how i in is it of on or the to was what who with you".split())
 
 
 class FakeChatModel(ChatModel):
@@ -54,7 +55,7 @@ class FakeChatModel(ChatModel):
 class FakeEmbedder(EmbeddingModel):
     """A deterministic bag-of-words embedder: texts sharing words get similar vectors.
 
-    Each lower-cased word hashes to a few signed dimensions; the sum is L2-normalised. Good enough for
+    Each lower-cased word (stop words skipped) hashes to a few signed dimensions; the sum is L2-normalised. Good enough for
     retrieval tests to be meaningful without loading a model.
     """
 
@@ -70,6 +71,8 @@ class FakeEmbedder(EmbeddingModel):
         out = np.zeros((len(texts), self.dimensions), dtype=np.float32)
         for row, text in enumerate(texts):
             for word in _WORD.findall(text.lower()):
+                if word in _STOP:
+                    continue
                 digest = hashlib.blake2b(word.encode(), digest_size=8).digest()
                 for j in range(0, 8, 2):
                     dim = int.from_bytes(digest[j : j + 2], "little") % self.dimensions
