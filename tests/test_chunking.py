@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 
 import pytest
@@ -52,7 +53,10 @@ def test_handbook_chunks_are_exact_slices_within_budget(path, max_tokens: int) -
 
 
 def test_paragraphs_under_different_headings_never_share_a_chunk() -> None:
-    md = b"# Guide\n\nIntro line.\n\n## Alpha\n\nAlpha one.\n\nAlpha two.\n\n## Beta\n\nBeta one.\n\n### Deep\n\nDeep one.\n"
+    md = (
+        b"# Guide\n\nIntro line.\n\n## Alpha\n\nAlpha one.\n\nAlpha two.\n\n"
+        b"## Beta\n\nBeta one.\n\n### Deep\n\nDeep one.\n"
+    )
     doc = load_bytes(md, "guide.md")
     spans = chunk_document(doc, words, max_tokens=500)
     texts = {sp.heading_path: doc.text[sp.start : sp.end] for sp in spans}
@@ -73,12 +77,13 @@ def test_paragraphs_are_packed_until_the_budget() -> None:
     assert [words(doc.text[s.start : s.end]) for s in spans] == [24, 24, 12]
     _check_exact_and_within_budget(doc, spans, 30)
     # packed chunks are contiguous and cover every paragraph once (no overlap between paragraphs)
-    assert all(a.end < b.start for a, b in zip(spans, spans[1:], strict=False))
+    assert all(a.end < b.start for a, b in itertools.pairwise(spans))
 
 
 def test_long_paragraph_is_split_at_sentences_with_overlap() -> None:
     long_paragraph = _sentences(60)  # 60 sentences x 10 words
-    doc = assemble("long.md", [Block("Doc", 1), Block("Short intro."), Block(long_paragraph)], "text/markdown")
+    blocks = [Block("Doc", 1), Block("Short intro."), Block(long_paragraph)]
+    doc = assemble("long.md", blocks, "text/markdown")
     max_tokens = 60
     spans = chunk_document(doc, words, max_tokens=max_tokens, overlap_tokens=15)
     long_spans = [s for s in spans if doc.text[s.start : s.end] != "Short intro."]
@@ -87,7 +92,7 @@ def test_long_paragraph_is_split_at_sentences_with_overlap() -> None:
     section = doc.sections[1]
     sentence_ends = {e for _, e in sentence_spans(section.text, section.start)}
     sentence_starts = {s for s, _ in sentence_spans(section.text, section.start)}
-    for a, b in zip(long_spans, long_spans[1:], strict=False):
+    for a, b in itertools.pairwise(long_spans):
         assert b.start < a.end, "consecutive spans overlap"
         assert a.start < b.start and a.end < b.end, "spans move forward"
     for sp in long_spans:
@@ -104,7 +109,7 @@ def test_long_paragraph_without_overlap_tiles_exactly() -> None:
     doc = assemble("long.md", [Block("Doc", 1), Block(_sentences(30))], "text/markdown")
     spans = chunk_document(doc, words, max_tokens=40, overlap_tokens=0)
     assert len(spans) >= 3
-    for a, b in zip(spans, spans[1:], strict=False):
+    for a, b in itertools.pairwise(spans):
         assert a.end < b.start
         assert doc.text[a.end : b.start].isspace()
 

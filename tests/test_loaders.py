@@ -376,7 +376,7 @@ def test_empty_inputs_raise_document_parse_error(name: str, data: bytes) -> None
 def test_empty_file_on_disk(tmp_path: Path) -> None:
     path = tmp_path / "empty.md"
     path.write_bytes(b"")
-    with pytest.raises(DocumentParseError, match="empty.md"):
+    with pytest.raises(DocumentParseError, match=r"empty\.md"):
         load_file(path)
 
 
@@ -387,7 +387,7 @@ def test_binary_blob_with_txt_suffix_raises() -> None:
 
 
 def test_docx_that_is_not_a_zip_raises() -> None:
-    with pytest.raises(DocumentParseError, match="report.docx"):
+    with pytest.raises(DocumentParseError, match=r"report\.docx"):
         load_bytes(b"this is plain text, not a zip archive", "report.docx")
 
 
@@ -395,12 +395,12 @@ def test_docx_that_is_a_zip_but_not_a_docx_raises() -> None:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as z:
         z.writestr("hello.txt", "hi")
-    with pytest.raises(DocumentParseError, match="archive.docx"):
+    with pytest.raises(DocumentParseError, match=r"archive\.docx"):
         load_bytes(buf.getvalue(), "archive.docx")
 
 
 def test_pdf_of_garbage_raises() -> None:
-    with pytest.raises(DocumentParseError, match="junk.pdf"):
+    with pytest.raises(DocumentParseError, match=r"junk\.pdf"):
         load_bytes(b"not a pdf at all", "junk.pdf")
 
 

@@ -29,8 +29,8 @@ app = typer.Typer(
 docs_app = typer.Typer(help="List and delete ingested documents.", no_args_is_help=True)
 app.add_typer(docs_app, name="docs")
 
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", "-c", help=f"Config file (default ./{CONFIG_FILE_NAME}).")
@@ -127,7 +127,7 @@ def ingest(
     except GroundworkError as exc:
         raise _fail(exc) from exc
     if as_json:
-        out.print_json(json.dumps(report.to_dict()))
+        typer.echo(json.dumps(report.to_dict(), indent=2))
     else:
         _print_report(report)
     if report.failed and not (report.added or report.updated or report.unchanged):
@@ -199,7 +199,7 @@ def ask(
     except GroundworkError as exc:
         raise _fail(exc) from exc
     if as_json:
-        out.print_json(json.dumps(answer.to_dict()))
+        typer.echo(json.dumps(answer.to_dict(), indent=2, ensure_ascii=False))
     else:
         _print_answer(answer, stream)
 
