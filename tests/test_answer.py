@@ -91,7 +91,9 @@ def test_unsupported_sentences_are_dropped_supported_kept(loaded: Container) -> 
     assert answer.mode == "generated" and "pony" not in answer.text and "27 days" in answer.text
 
 
-def test_off_topic_question_says_the_documents_do_not_say_without_calling_the_model(loaded: Container) -> None:
+def test_off_topic_question_says_the_documents_do_not_say_without_calling_the_model(
+    loaded: Container,
+) -> None:
     model = _model(loaded)
     before = len(model.calls)
     answer = asyncio.run(loaded.answerer.ask("Who won the 2018 FIFA World Cup in Russia?"))

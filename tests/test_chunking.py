@@ -179,11 +179,6 @@ def test_chunks_respect_budget_with_a_character_counter() -> None:
         assert chars(text) <= 400 or single_sentence
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug (minor): chunk_document groups sections by heading_path only, so two sibling headings with "
-    "the same text ('## Notes' twice) are merged into one chunk whose span includes the second heading line",
-)
 def test_repeated_sibling_heading_does_not_merge_sections() -> None:
     doc = load_bytes(b"# T\n\n## Notes\n\none.\n\n## Notes\n\ntwo.", "dup.md")
     texts = [doc.text[s.start : s.end] for s in chunk_document(doc, words)]

@@ -23,7 +23,9 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     assert result.exit_code == 0, result.output
     config = tmp_path / "groundwork.yaml"
     text = config.read_text().replace("provider: minilm", "provider: fake")
-    text = text.replace("provider: embedded\n        model: smollm2-135m-instruct", "provider: fake\n        model: f")
+    text = text.replace(
+        "provider: embedded\n        model: smollm2-135m-instruct", "provider: fake\n        model: f"
+    )
     config.write_text(text)
     return tmp_path
 
@@ -49,7 +51,9 @@ def test_ingest_ask_and_list(project: Path, handbook: Path) -> None:
     assert Path(answer["citations"][0]["source"]).name == "leave-policy.md"
     assert "27 days" in answer["answer"]
 
-    result = runner.invoke(app, ["ask", "How many days of annual leave do full-time staff get?", "--no-stream"])
+    result = runner.invoke(
+        app, ["ask", "How many days of annual leave do full-time staff get?", "--no-stream"]
+    )
     assert result.exit_code == 0 and "Sources" in result.output and "leave-policy.md" in result.output
 
     listing = runner.invoke(app, ["docs", "list"])

@@ -59,7 +59,11 @@ def test_grounded_answers_cite_the_right_document(
 
 @pytest.mark.parametrize(
     "question",
-    ["What is the capital of Australia?", "Who won the 2018 FIFA World Cup?", "How do I configure Kubernetes autoscaling?"],
+    [
+        "What is the capital of Australia?",
+        "Who won the 2018 FIFA World Cup?",
+        "How do I configure Kubernetes autoscaling?",
+    ],
 )
 def test_questions_the_handbook_does_not_answer(embedded_container: Container, question: str) -> None:
     answer = asyncio.run(embedded_container.answerer.ask(question))

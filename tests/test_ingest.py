@@ -32,7 +32,9 @@ def test_ingest_handbook_then_reingest_embeds_nothing(fake_container: Container,
     assert len(second.unchanged) == N_HANDBOOK and not (second.added or second.updated or second.deleted)
 
 
-def test_changed_file_is_replaced_and_deleted_file_disappears(fake_container: Container, handbook: Path) -> None:
+def test_changed_file_is_replaced_and_deleted_file_disappears(
+    fake_container: Container, handbook: Path
+) -> None:
     ing = fake_container.ingestor
     ing.ingest_paths([handbook])
     leave = handbook / "leave-policy.md"
@@ -110,7 +112,9 @@ def test_crash_inside_the_transaction_keeps_the_previous_version(tmp_path: Path,
         return real_write(document, chunks, vectors, before_commit=boom)
 
     c.documents.write_document = crashing_write  # type: ignore[method-assign]
-    doc_path.write_text(doc_path.read_text() + "\n\n## New section\n\nA brand new paragraph about bicycles.\n")
+    doc_path.write_text(
+        doc_path.read_text() + "\n\n## New section\n\nA brand new paragraph about bicycles.\n"
+    )
     with pytest.raises(KeyboardInterrupt):
         c.ingestor.ingest_paths([doc_path])
     after = c.documents.find_document("default", str(doc_path))
@@ -162,7 +166,9 @@ def test_missing_path_is_a_clear_input_error(fake_container: Container, tmp_path
 
 
 def test_upload_bytes(fake_container: Container) -> None:
-    report = fake_container.ingestor.ingest_bytes(b"# Snacks\n\nThe kitchen restocks on Tuesdays.\n", "snacks.md")
+    report = fake_container.ingestor.ingest_bytes(
+        b"# Snacks\n\nThe kitchen restocks on Tuesdays.\n", "snacks.md"
+    )
     assert report.added == ["snacks.md"]
     hits = fake_container.retriever.retrieve("when is the kitchen restocked")
     assert hits.chunks and hits.chunks[0].chunk.title == "Snacks"

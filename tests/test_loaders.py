@@ -187,11 +187,6 @@ def test_docx_core_title_wins_and_tables_become_rows() -> None:
     assert "Pen | 2 | Ana" in texts
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: load_docx appends all table rows after every paragraph, so a table inside section A "
-    "is attributed to the last heading of the document (wrong heading_path and order)",
-)
 def test_docx_table_keeps_its_heading() -> None:
     def build(d):  # type: ignore[no-untyped-def]
         d.add_heading("Doc", level=1)
@@ -246,21 +241,11 @@ def test_html_title_from_h1_when_no_title_tag() -> None:
     assert doc.title == "Main Heading"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: an empty <title></title> sets title='' which stops the first <h1> from becoming the title; "
-    "assemble then falls back to the file name",
-)
 def test_html_empty_title_tag_falls_back_to_h1() -> None:
     doc = load_bytes(b"<html><head><title></title></head><body><h1>Real</h1><p>x</p></body></html>", "f.html")
     assert doc.title == "Real"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: load_html uses get_text(' '), so inline tags inside a word or before punctuation insert "
-    "spaces ('un<b>believ</b>able' -> 'un believ able', '<a>here</a>.' -> 'here .')",
-)
 def test_html_inline_markup_does_not_split_words() -> None:
     doc = load_bytes(b"<p>un<b>believ</b>able, see <a href='x'>here</a>.</p>", "a.html")
     assert doc.text == "unbelievable, see here."

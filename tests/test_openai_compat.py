@@ -8,6 +8,7 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -30,7 +31,7 @@ ANSWER = "Full-time employees receive 27 days of annual leave per calendar year.
 class _Upstream(BaseHTTPRequestHandler):
     """Behaviour chosen by the model name in the request body."""
 
-    requests: list[dict[str, object]] = []
+    requests: ClassVar[list[dict[str, object]]] = []
 
     def log_message(self, *args: object) -> None:  # keep pytest output clean
         pass
@@ -73,7 +74,9 @@ class _Upstream(BaseHTTPRequestHandler):
             self.wfile.flush()
         final = {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
         usage = {"choices": [], "usage": {"prompt_tokens": 11, "completion_tokens": len(words)}}
-        self.wfile.write(f"data: {json.dumps(final)}\n\ndata: {json.dumps(usage)}\n\ndata: [DONE]\n\n".encode())
+        self.wfile.write(
+            f"data: {json.dumps(final)}\n\ndata: {json.dumps(usage)}\n\ndata: [DONE]\n\n".encode()
+        )
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +119,9 @@ def test_streams_text_and_usage(upstream: str, monkeypatch: pytest.MonkeyPatch) 
         ("too-long", ContextWindowError, False),
     ],
 )
-def test_http_errors_are_translated(upstream: str, model: str, error: type[Exception], retryable: bool) -> None:
+def test_http_errors_are_translated(
+    upstream: str, model: str, error: type[Exception], retryable: bool
+) -> None:
     with pytest.raises(error) as info:
         _run(OpenAICompatibleChatModel(model, upstream))
     exc = info.value

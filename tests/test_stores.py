@@ -332,22 +332,11 @@ def test_opening_a_non_database_raises_storage_error(tmp_path: Path) -> None:
         SQLiteDocumentStore(path)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: fts_query removes apostrophes inside words "
-    '("O\'Brien" -> "obrien", "don\'t" -> "dont") but FTS5\'s unicode61 tokenizer '
-    "indexed them as separate tokens ('o' 'brien'), so such words never match",
-)
 def test_keyword_search_finds_words_with_apostrophes(store: SQLiteDocumentStore) -> None:
     ids = store.write_document(*make_doc("d1", ["Ask Siobhan O'Brien about the rota."]))
     assert hit_ids(store.keyword_search("O'Brien", 5, ChunkFilter())) == ids.tolist()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: fts_query's token regex is ASCII-only ([A-Za-z0-9]), so 'café' becomes 'caf' and "
-    "'München' becomes 'm' + 'nchen'; non-ASCII words can never be found by keyword search",
-)
 def test_keyword_search_finds_non_ascii_words(store: SQLiteDocumentStore) -> None:
     ids = store.write_document(*make_doc("d1", ["The café in München opens at nine."]))
     assert hit_ids(store.keyword_search("café", 5, ChunkFilter())) == ids.tolist()
@@ -443,12 +432,6 @@ def test_hnsw_respects_allowed_filter(clustered, n_allowed: int) -> None:  # typ
     assert np.mean(recalls) >= 0.9
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: with the HNSW path (n_allowed > exact_search_below), a selective `allowed` filter makes "
-    "faiss return fewer than k results even though >= k ids are allowed (e.g. 20 of 3000 allowed, k=10); "
-    "query() does not fall back to exact search or widen efSearch",
-)
 def test_hnsw_returns_k_results_for_a_selective_filter(clustered) -> None:  # type: ignore[no-untyped-def]
     ids, _vecs, queries, index = clustered
     allowed = ids[np.random.default_rng(3).choice(len(ids), 20, replace=False)]
@@ -620,11 +603,6 @@ def test_rebuild_when_saved_dimensions_differ(tmp_path: Path) -> None:
     store.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: load_or_rebuild only catches OSError/ValueError/KeyError, so a truncated vectors.npz "
-    "(a zip) raises zipfile.BadZipFile instead of triggering a rebuild",
-)
 def test_rebuild_when_npz_truncated(tmp_path: Path) -> None:
     store = _filled_store(tmp_path / "x.sqlite3")
     _index_from(store).save(tmp_path / "idx", store.generation)

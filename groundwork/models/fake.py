@@ -13,7 +13,9 @@ from groundwork.models.base import ChatModel, EmbeddingModel, Vectors
 from groundwork.types import GenerationOptions, Message, StreamChunk, Usage
 
 _WORD = re.compile(r"[a-z0-9]+")
-_STOP = frozenset("a an and are as at be by do for from how i in is it of on or the to was what who with you".split())
+_STOP = frozenset(
+    ("a an and are as at be by do for from how i in is it of on or the to was what who with you").split()
+)
 
 
 class FakeChatModel(ChatModel):
@@ -55,8 +57,8 @@ class FakeChatModel(ChatModel):
 class FakeEmbedder(EmbeddingModel):
     """A deterministic bag-of-words embedder: texts sharing words get similar vectors.
 
-    Each lower-cased word (stop words skipped) hashes to a few signed dimensions; the sum is L2-normalised. Good enough for
-    retrieval tests to be meaningful without loading a model.
+    Each lower-cased word (stop words skipped) hashes to a few signed dimensions; the sum is
+    L2-normalised. Good enough for retrieval tests to be meaningful without loading a model.
     """
 
     def __init__(self, dimensions: int = 384) -> None:

@@ -60,7 +60,12 @@ def chunk_document(
         header_cost = count_tokens(" ".join((doc.title, *section.heading_path))) + 2
         budget = max(16, max_tokens - header_cost)
         tokens = count_tokens(section.text)
-        if group and (section.heading_path != group[0].heading_path or group_tokens + tokens > budget):
+        # Sections of one chunk share a heading path and follow each other directly (blocks are joined
+        # by one blank line); a gap means a heading came between them, even one with the same text.
+        adjacent = bool(group) and section.start == group[-1].end + 2
+        if group and (
+            not adjacent or section.heading_path != group[0].heading_path or group_tokens + tokens > budget
+        ):
             flush()
         if tokens > budget:
             spans.extend(_split_long(doc, section, count_tokens, budget, overlap_tokens))

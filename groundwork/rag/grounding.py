@@ -17,30 +17,10 @@ _WORD = re.compile(r"[a-z0-9]+(?:[.,:][0-9]+)*")
 _NUMBER = re.compile(r"\d+(?:[.,:]\d+)*")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
 _EXTRA_STOP = frozenset(
-    [
-        "also",
-        "any",
-        "all",
-        "just",
-        "may",
-        "must",
-        "only",
-        "per",
-        "please",
-        "some",
-        "such",
-        "very",
-        "according",
-        "document",
-        "documents",
-        "source",
-        "sources",
-        "provided",
-        "context",
-        "based",
-        "answer",
-        "question",
-    ]
+    (
+        "also any all just may must only per please some such very according document documents source "
+        "sources provided context based answer question"
+    ).split()
 )
 
 REFUSAL_PATTERNS = re.compile(

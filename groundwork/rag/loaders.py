@@ -150,7 +150,7 @@ def load_html(data: bytes, source: str) -> ParsedDocument:
     for tag in soup(["script", "style", "nav", "noscript", "template", "svg"]):
         tag.decompose()
     title_tag = soup.find("title")
-    title = _clean(title_tag.get_text()) if title_tag else None
+    title = (_clean(title_tag.get_text()) or None) if title_tag else None
     root = soup.body or soup
     blocks: list[Block] = []
     for el in root.find_all(_HTML_BLOCKS):
@@ -160,9 +160,11 @@ def load_html(data: bytes, source: str) -> ParsedDocument:
             cells = [_clean(c.get_text(" ")) for c in el.find_all(["td", "th"])]
             blocks.append(Block(" | ".join(c for c in cells if c)))
         elif el.name and el.name[0] == "h" and el.name[1:].isdigit():
-            blocks.append(Block(el.get_text(" "), int(el.name[1:])))
-        else:
-            blocks.append(Block(_clean(el.get_text(" "))))
+            blocks.append(Block(el.get_text(), int(el.name[1:])))
+        else:  # inline tags (<b>, <a>) must not split words: no separator, then normalise spaces
+            for br in el.find_all("br"):
+                br.replace_with("\n")
+            blocks.append(Block(_clean(el.get_text())))
     if not any(b.level == 0 for b in blocks):  # no block tags: fall back to the visible text
         blocks.append(Block(_clean(root.get_text(" "))))
     return assemble(source, blocks, "text/html", title=title)
@@ -257,19 +259,21 @@ def load_docx(data: bytes, source: str) -> ParsedDocument:
         document = docx.Document(io.BytesIO(data))
     except (PackageNotFoundError, zipfile.BadZipFile, KeyError, ValueError) as exc:
         raise DocumentParseError(f"{source}: not a readable DOCX file ({type(exc).__name__})") from exc
+    from docx.table import Table
+
     blocks: list[Block] = []
-    for para in document.paragraphs:
-        style = (para.style.name if para.style is not None else "") or ""
-        text = para.text
+    for item in document.iter_inner_content():  # paragraphs and tables in document order
+        if isinstance(item, Table):
+            for row in item.rows:
+                blocks.append(Block(" | ".join(_clean(c.text) for c in row.cells if c.text.strip())))
+            continue
+        style = (item.style.name if item.style is not None else "") or ""
         if style == "Title":
-            blocks.append(Block(text, 1))
+            blocks.append(Block(item.text, 1))
         elif style.startswith("Heading") and style[7:].strip().isdigit():
-            blocks.append(Block(text, int(style[7:].strip())))
+            blocks.append(Block(item.text, int(style[7:].strip())))
         else:
-            blocks.append(Block(text))
-    for table in document.tables:
-        for row in table.rows:
-            blocks.append(Block(" | ".join(_clean(c.text) for c in row.cells if c.text.strip())))
+            blocks.append(Block(item.text))
     title = document.core_properties.title or None
     return assemble(
         source, blocks, "application/vnd.openxmlformats-officedocument.wordprocessingml.document", title=title

@@ -115,9 +115,14 @@ class FaissVectorStore:
                 n_allowed = len(rows)
             if n_allowed == 0:
                 return []
-            if n_allowed <= self.exact_search_below:
+            # A selective filter (few rows, or a small share of the index) is searched exactly: faster
+            # than HNSW there and never short of k results.
+            if n_allowed <= self.exact_search_below or n_allowed < 0.05 * len(self._ids):
                 return self._exact(q[0], k, rows)
-            return self._approximate(q, k, rows)
+            hits = self._approximate(q, k, rows)
+            if len(hits) < min(k, n_allowed):  # the graph walk ran out of allowed neighbours
+                return self._exact(q[0], k, rows)
+            return hits
 
     def _exact(self, q: FloatArray, k: int, rows: IdArray | None) -> list[tuple[int, float]]:
         mat = self._vecs if rows is None else self._vecs[rows]
@@ -172,7 +177,7 @@ class FaissVectorStore:
                     self._row = {int(i): r for r, i in enumerate(self._ids)}
                     self._hnsw, self._pending = None, []
                 return False
-        except (OSError, ValueError, KeyError):
+        except Exception:  # missing, truncated or foreign files: the index is derived data, rebuild it
             pass
         with self._lock:
             self._ids = np.zeros(0, dtype=np.int64)

@@ -22,67 +22,15 @@ from groundwork.errors import StorageError
 from groundwork.stores.protocols import ChunkFilter, FloatArray, IdArray
 from groundwork.types import Chunk, Document
 
-_TOKEN = re.compile(r"[A-Za-z0-9]+(?:['’][A-Za-z]+)?")
+# The same split as FTS5's unicode61 tokenizer: runs of letters and digits in any script
+# ("O'Brien" -> o, brien; "café" stays one token and matches "cafe" since diacritics are removed).
+_TOKEN = re.compile(r"[^\W_]+")
 STOPWORDS = frozenset(
-    [
-        "a",
-        "an",
-        "and",
-        "are",
-        "as",
-        "at",
-        "be",
-        "by",
-        "can",
-        "do",
-        "does",
-        "for",
-        "from",
-        "has",
-        "have",
-        "how",
-        "i",
-        "if",
-        "in",
-        "into",
-        "is",
-        "it",
-        "its",
-        "me",
-        "my",
-        "of",
-        "on",
-        "or",
-        "our",
-        "should",
-        "so",
-        "than",
-        "that",
-        "the",
-        "their",
-        "them",
-        "then",
-        "there",
-        "these",
-        "they",
-        "this",
-        "to",
-        "was",
-        "we",
-        "what",
-        "when",
-        "where",
-        "which",
-        "who",
-        "why",
-        "will",
-        "with",
-        "would",
-        "you",
-        "your",
-        "get",
-        "got",
-    ]
+    (
+        "a an and are as at be by can do does for from has have how i if in into is it its me my of on or "
+        "our should so than that the their them then there these they this to was we what when where "
+        "which who why will with would you your get got"
+    ).split()
 )
 
 
@@ -142,8 +90,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m1_schema]
 def fts_query(text: str) -> str | None:
     """An FTS5 query that ORs the text's content words, each quoted so nothing is read as syntax."""
     words = [w.lower() for w in _TOKEN.findall(text)]
-    terms = [w.replace("'", "").replace("’", "") for w in words if w not in STOPWORDS]
-    unique = list(dict.fromkeys(t for t in terms if t))
+    unique = list(dict.fromkeys(w for w in words if w not in STOPWORDS))
     return " OR ".join(f'"{t}"' for t in unique) or None
 
 
@@ -214,6 +161,18 @@ class SQLiteDocumentStore:
         if len(chunks) != len(vectors):
             raise StorageError(f"{len(chunks)} chunks but {len(vectors)} vectors for {document.source}")
         vecs = np.ascontiguousarray(vectors, dtype=np.float32)
+        try:
+            return self._write(document, chunks, vecs, before_commit)
+        except sqlite3.IntegrityError as exc:
+            raise StorageError(f"cannot store {document.source} in {document.collection!r}: {exc}") from exc
+
+    def _write(
+        self,
+        document: Document,
+        chunks: Sequence[Chunk],
+        vecs: FloatArray,
+        before_commit: Callable[[], None] | None,
+    ) -> IdArray:
         new_ids: list[int] = []
         with self._transaction() as db:
             self._delete_chunks(db, document.id)
@@ -237,7 +196,7 @@ class SQLiteDocumentStore:
             )
             for chunk, vec in zip(chunks, vecs, strict=True):
                 cur = db.execute(
-                    'INSERT INTO chunks (id, document_id, collection, ordinal, text, heading_path, start,'
+                    "INSERT INTO chunks (id, document_id, collection, ordinal, text, heading_path, start,"
                     ' "end",'
                     " vector) VALUES (?,?,?,?,?,?,?,?,?)",
                     (
@@ -311,7 +270,7 @@ class SQLiteDocumentStore:
             return {str(c): int(n) for c, n in rows}
 
     def get_chunks(self, ids: Sequence[int]) -> dict[int, Chunk]:
-        if not ids:
+        if not len(ids):
             return {}
         marks = ",".join("?" * len(ids))
         with self._lock:
