@@ -22,6 +22,30 @@ from groundwork.container import Container
 from groundwork.samples import handbook_dir, questions_file
 
 
+def _answer_all(c: Container, answerable: list[dict[str, str]], unanswerable: list[str]) -> None:
+    """Answer with the configured model; tally modes, right citations and refusals."""
+    modes: dict[str, int] = {}
+    right, seconds = 0, []
+    for q in answerable:
+        t = time.perf_counter()
+        a = asyncio.run(c.answerer.ask(q["question"]))
+        seconds.append(time.perf_counter() - t)
+        modes[a.mode] = modes.get(a.mode, 0) + 1
+        ok = bool(a.citations) and Path(a.citations[0].source).name == q["document"]
+        right += ok
+        print(
+            f"[{a.mode} {seconds[-1]:.1f}s ok={ok}] {q['question']}\n   draft: {a.draft!r}\n   answer: {a.text}"
+        )
+    print(f"answerable: {len(answerable)}; modes {modes}; first citation is the right document: {right}")
+    print(f"seconds per answer: median {statistics.median(seconds):.1f}")
+    refused = 0
+    for question in unanswerable:
+        a = asyncio.run(c.answerer.ask(question))
+        refused += a.mode == "no_answer"
+        print(f"[{a.mode}] {question} -> {a.text}")
+    print(f"unanswerable: {refused}/{len(unanswerable)} answered 'the documents do not say'")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--embedder", default="minilm")
@@ -66,18 +90,8 @@ def main() -> None:
             f"threshold {settings.retrieval.min_vector_score}: {below} answerable refused, "
             f"{above} unanswerable let through"
         )
-        modes: dict[str, int] = {}
-        for q in questions["answerable"][: args.generate]:
-            t = time.perf_counter()
-            a = asyncio.run(c.answerer.ask(q["question"]))
-            modes[a.mode] = modes.get(a.mode, 0) + 1
-            cited = {Path(ci.source).name for ci in a.citations}
-            print(
-                f"[{a.mode} {time.perf_counter() - t:.1f}s ok={q['document'] in cited}] {q['question']}\n"
-                f"   draft: {a.draft!r}\n   answer: {a.text}"
-            )
-        if modes:
-            print("modes:", modes)
+        if args.generate:
+            _answer_all(c, questions["answerable"][: args.generate], unanswerable)
         c.close()
 
 

@@ -17,7 +17,8 @@ everything (it is loaded and warmed before any timing, so model load is never co
 Runs are interleaved (raw, ingest, raw, ingest, ...) so machine noise hits both sides alike; the
 report gives medians, min/max and the ratio of medians (ingest / raw). An untimed warm-up ingest comes
 first (it also collects the texts), and an instrumented ingest comes last (``--no-breakdown`` skips it)
-to split the ingest time into embedding, token counting (chunking) and the rest (parse, store, index).
+to split the ingest time into embed, parse, chunk (token counting), SQLite write, faiss and the rest;
+it also checks that the embedder saw exactly the raw runs' texts.
 """
 
 from __future__ import annotations
@@ -166,8 +167,10 @@ def warm_up(folder: Path, embedder_kind: str) -> tuple[EmbeddingModel, list[str]
             texts = stored_texts(c)
             if len(texts) != report.chunks_written:
                 raise SystemExit(f"store holds {len(texts)} chunks but {report.chunks_written} were written")
-            print(f"warm-up ingest: {len(report.added)} documents, {len(texts)} chunks "
-                  f"in {report.seconds:.2f}s (not counted)")
+            print(
+                f"warm-up ingest: {len(report.added)} documents, {len(texts)} chunks "
+                f"in {report.seconds:.2f}s (not counted)"
+            )
             return c.embedder, texts, len(report.added)
         finally:
             c.close()
@@ -259,8 +262,10 @@ def breakdown(folder: Path, embedder_kind: str, shared: EmbeddingModel, texts: S
 def rate_row(label: str, runs: Sequence[IngestRun] | Sequence[RawRun]) -> str:
     rates = [r.rate for r in runs]
     secs = statistics.median(r.seconds for r in runs)
-    return (f"| {label} | {runs[0].chunks} | {secs:.3f} | {statistics.median(rates):.1f} "
-            f"| {min(rates):.1f} | {max(rates):.1f} |")
+    return (
+        f"| {label} | {runs[0].chunks} | {secs:.3f} | {statistics.median(rates):.1f} "
+        f"| {min(rates):.1f} | {max(rates):.1f} |"
+    )
 
 
 def main() -> None:
@@ -268,8 +273,12 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5, help="timed runs of each kind (default 5)")
     ap.add_argument("--copies", type=int, default=3, help="copies of the sample handbook (default 3)")
     ap.add_argument("--embedder", choices=["minilm", "fake"], default="minilm")
-    ap.add_argument("--breakdown", action=argparse.BooleanOptionalAction, default=True,
-                    help="finish with one instrumented ingest that splits the time (default on)")
+    ap.add_argument(
+        "--breakdown",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="finish with one instrumented ingest that splits the time (default on)",
+    )
     args = ap.parse_args()
     if args.runs < 1 or args.copies < 1:
         ap.error("--runs and --copies must be at least 1")
@@ -279,8 +288,10 @@ def main() -> None:
         import torch
 
         threads = str(torch.get_num_threads())
-    print(f"python {platform.python_version()}, {platform.machine()}, torch threads {threads}, "
-          f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
+    print(
+        f"python {platform.python_version()}, {platform.machine()}, torch threads {threads}, "
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
+    )
 
     with tempfile.TemporaryDirectory(prefix="gw-bench-corpus-") as corpus_tmp:
         folder = build_corpus(Path(corpus_tmp), args.copies)
@@ -294,9 +305,11 @@ def main() -> None:
             ingests.append(ing)
             if ing.chunks != len(texts):
                 raise SystemExit(f"run {i}: ingest wrote {ing.chunks} chunks, expected {len(texts)}")
-            print(f"run {i}/{args.runs}: raw {raw.rate:7.1f} chunks/s ({raw.seconds:.3f}s)   "
-                  f"ingest {ing.rate:7.1f} chunks/s ({ing.seconds:.3f}s)   "
-                  f"re-ingest {ing.reingest_seconds:.3f}s, {ing.reingest_embedded} embedded")
+            print(
+                f"run {i}/{args.runs}: raw {raw.rate:7.1f} chunks/s ({raw.seconds:.3f}s)   "
+                f"ingest {ing.rate:7.1f} chunks/s ({ing.seconds:.3f}s)   "
+                f"re-ingest {ing.reingest_seconds:.3f}s, {ing.reingest_embedded} embedded"
+            )
         parts = breakdown(folder, args.embedder, shared, texts) if args.breakdown else []
 
     raw_median = statistics.median(r.rate for r in raws)

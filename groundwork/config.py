@@ -121,6 +121,12 @@ class AnswerSettings(_Section):
     min_support: float = Field(
         default=0.5, ge=0, le=1, description="Share of an answer sentence's content words found in a source."
     )
+    min_extract_score: float = Field(
+        default=0.40,
+        ge=-1,
+        le=1,
+        description="An extractive answer needs a source sentence at least this similar to the question.",
+    )
 
 
 class Settings(BaseSettings):
@@ -254,4 +260,5 @@ retrieval:
 answer:
   max_tokens: 64
   min_support: 0.5        # share of a sentence's content words that a cited source must contain
+  min_extract_score: 0.40 # a quoted (extractive) answer needs a sentence this similar to the question
 """

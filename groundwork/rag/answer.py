@@ -236,6 +236,8 @@ class Answerer:
         overlap = np.asarray(
             [len(qwords & content_words(c[3])) / max(1, len(qwords)) for c in candidates], dtype=np.float32
         )
+        if float(cosine.max()) < self.settings.min_extract_score:
+            return NO_ANSWER, (), "no_answer"  # no sentence is about the question: do not quote a neighbour
         scores = cosine + 0.5 * overlap
         order = np.argsort(-scores)
         best = float(scores[order[0]])
