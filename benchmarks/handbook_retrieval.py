@@ -33,9 +33,8 @@ def _answer_all(c: Container, answerable: list[dict[str, str]], unanswerable: li
         modes[a.mode] = modes.get(a.mode, 0) + 1
         ok = bool(a.citations) and Path(a.citations[0].source).name == q["document"]
         right += ok
-        print(
-            f"[{a.mode} {seconds[-1]:.1f}s ok={ok}] {q['question']}\n   draft: {a.draft!r}\n   answer: {a.text}"
-        )
+        print(f"[{a.mode} {seconds[-1]:.1f}s ok={ok}] {q['question']}")
+        print(f"   draft: {a.draft!r}\n   answer: {a.text}")
     print(f"answerable: {len(answerable)}; modes {modes}; first citation is the right document: {right}")
     print(f"seconds per answer: median {statistics.median(seconds):.1f}")
     refused = 0
