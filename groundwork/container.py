@@ -101,15 +101,16 @@ class Container:
 
     @cached_property
     def vectors(self) -> FaissVectorStore:
-        store = FaissVectorStore(self.embedder.dimensions, self.settings.storage.exact_search_below)
-        store.load_or_rebuild(self.data_dir / "index", self.documents)
+        index_dir = self.data_dir / "index"
+        store = FaissVectorStore(
+            self.embedder.dimensions, self.settings.storage.exact_search_below, directory=index_dir
+        )
+        store.load_or_rebuild(index_dir, self.documents)
         return store
 
     @cached_property
     def ingestor(self) -> Ingestor:
-        return Ingestor(
-            self.documents, self.vectors, self.embedder, self.settings.chunking, self.data_dir / "index"
-        )
+        return Ingestor(self.documents, self.vectors, self.embedder, self.settings.chunking)
 
     @cached_property
     def retriever(self) -> Retriever:

@@ -20,8 +20,7 @@ from groundwork.errors import GroundworkError, IngestionError, InputError
 from groundwork.models.base import EmbeddingModel
 from groundwork.rag.chunking import chunk_document, embedding_text
 from groundwork.rag.loaders import LOADERS, Loader, load_bytes
-from groundwork.stores.faiss_index import FaissVectorStore
-from groundwork.stores.sqlite import SQLiteDocumentStore
+from groundwork.stores.protocols import DocumentStore, VectorStore
 from groundwork.types import Chunk, Document
 
 Progress = Callable[[str, int, int], None]
@@ -84,18 +83,16 @@ class Ingestor:
 
     def __init__(
         self,
-        documents: SQLiteDocumentStore,
-        vectors: FaissVectorStore,
+        documents: DocumentStore,
+        vectors: VectorStore,
         embedder: EmbeddingModel,
         chunking: ChunkingSettings,
-        index_dir: Path,
         loaders: dict[str, Loader] | None = None,
     ) -> None:
         self.documents = documents
         self.vectors = vectors
         self.embedder = embedder
         self.chunking = chunking
-        self.index_dir = index_dir
         self.loaders = dict(LOADERS if loaders is None else loaders)
 
     def ingest_paths(
@@ -125,7 +122,7 @@ class Ingestor:
             for folder in folders:
                 self._delete_missing(folder, collection, seen, report)
         finally:
-            self.vectors.save(self.index_dir, self.documents.generation)
+            self.vectors.flush(self.documents.generation)
             report.seconds = time.perf_counter() - started
         return report
 
@@ -138,7 +135,7 @@ class Ingestor:
         try:
             self._ingest_one(data, source, collection, tuple(sorted(groups)), report)
         finally:
-            self.vectors.save(self.index_dir, self.documents.generation)
+            self.vectors.flush(self.documents.generation)
             report.seconds = time.perf_counter() - started
         return report
 
@@ -148,7 +145,7 @@ class Ingestor:
             return False
         ids = self.documents.delete_document(document_id)
         self.vectors.delete(ids)
-        self.vectors.save(self.index_dir, self.documents.generation)
+        self.vectors.flush(self.documents.generation)
         return True
 
     def _delete_missing(self, folder: Path, collection: str, seen: set[str], report: IngestReport) -> None:

@@ -11,9 +11,7 @@ from dataclasses import dataclass, field
 
 from groundwork.config import RetrievalSettings
 from groundwork.models.base import EmbeddingModel
-from groundwork.stores.faiss_index import FaissVectorStore
-from groundwork.stores.protocols import ChunkFilter
-from groundwork.stores.sqlite import SQLiteDocumentStore
+from groundwork.stores.protocols import ChunkFilter, DocumentStore, VectorStore
 from groundwork.types import LOCAL_ADMIN, Principal, ScoredChunk
 
 
@@ -42,8 +40,8 @@ class Retriever:
 
     def __init__(
         self,
-        documents: SQLiteDocumentStore,
-        vectors: FaissVectorStore,
+        documents: DocumentStore,
+        vectors: VectorStore,
         embedder: EmbeddingModel,
         settings: RetrievalSettings,
     ) -> None:

@@ -38,8 +38,10 @@ class FaissVectorStore:
         exact_search_below: int = 20_000,
         hnsw_m: int = 32,
         ef_search: int = 128,
+        directory: Path | None = None,
     ) -> None:
         self.dimensions = dimensions
+        self.directory = directory
         self.exact_search_below = exact_search_below
         self.hnsw_m = hnsw_m
         self.ef_search = ef_search
@@ -144,6 +146,11 @@ class FaissVectorStore:
         return [(int(self._ids[p]), float(s)) for p, s in zip(positions[0], scores[0], strict=True) if p >= 0]
 
     # -- persistence -------------------------------------------------------------------------------
+
+    def flush(self, generation: int) -> None:
+        """Save to the directory given at construction (no-op without one)."""
+        if self.directory is not None:
+            self.save(self.directory, generation)
 
     def save(self, directory: Path, generation: int) -> None:
         """Write the vectors and the generation they reflect, atomically (rename)."""

@@ -36,6 +36,9 @@ class VectorStore(Protocol):
     def query(self, vector: FloatArray, k: int, allowed: IdArray | None = None) -> list[tuple[int, float]]:
         """The ``k`` nearest ids with their similarity, restricted to ``allowed`` when given."""
 
+    def flush(self, generation: int) -> None:
+        """Persist what a restart needs, recording the document store's ``generation`` (no-op if none)."""
+
     def __len__(self) -> int: ...
 
 
@@ -56,6 +59,12 @@ class DocumentStore(Protocol):
     def list_documents(self, collection: str | None = None) -> list[Document]: ...
 
     def get_chunks(self, ids: Sequence[int]) -> dict[int, Chunk]: ...
+
+    def chunk_ids_of(self, document_id: str) -> IdArray:
+        """Ids of a document's chunks."""
+
+    def collections(self) -> dict[str, int]:
+        """Collection name -> number of documents."""
 
     def allowed_chunk_ids(self, flt: ChunkFilter) -> IdArray | None:
         """Ids a filter admits, or ``None`` when it admits every chunk."""
