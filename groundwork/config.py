@@ -40,6 +40,18 @@ class Deployment(_Section):
         default=None, description="Name of the environment variable that holds the API key."
     )
     timeout_s: float = Field(default=120.0, gt=0)
+    id: str | None = Field(default=None, description="Name in metrics and errors; default provider/model@url.")
+    weight: float = Field(default=1.0, gt=0, description="Share of traffic under the `weighted` strategy.")
+    max_concurrency: int | None = Field(default=None, ge=1, description="In-flight requests at most.")
+    rpm: int | None = Field(default=None, ge=1, description="Requests per minute this deployment accepts.")
+    tpm: int | None = Field(default=None, ge=1, description="Tokens per minute this deployment accepts.")
+    input_cost_per_token: float = Field(default=0.0, ge=0)
+    output_cost_per_token: float = Field(default=0.0, ge=0)
+
+    @property
+    def name(self) -> str:
+        """How this deployment is named in errors, metrics and logs."""
+        return self.id or f"{self.provider}/{self.model}" + (f"@{self.base_url}" if self.base_url else "")
 
     @model_validator(mode="after")
     def _openai_needs_url(self) -> Deployment:
@@ -64,6 +76,21 @@ class ModelsSettings(_Section):
             if not deployments:
                 raise ValueError(f"group {name!r} has no deployments")
         return self
+
+
+class RouterSettings(_Section):
+    """How a model group's deployments share the traffic and recover from failures."""
+
+    strategy: Literal["round_robin", "weighted", "least_loaded", "latency"] = "round_robin"
+    num_retries: int = Field(default=2, ge=0, le=20, description="Retries after the first attempt, per group.")
+    backoff_base_s: float = Field(default=0.05, ge=0)
+    backoff_max_s: float = Field(default=5.0, ge=0)
+    attempt_timeout_s: float = Field(default=60.0, gt=0, description="Deadline of one attempt.")
+    timeout_s: float = Field(default=120.0, gt=0, description="Deadline of a request, fallbacks included.")
+    allowed_fails: int = Field(default=3, ge=1, description="Consecutive failures before a cooldown.")
+    cooldown_s: float = Field(default=30.0, ge=0)
+    fallbacks: dict[str, list[str]] = Field(default_factory=dict, description="group -> groups to try next")
+    context_window_fallbacks: dict[str, list[str]] = Field(default_factory=dict)
 
 
 class EmbeddingSettings(_Section):
@@ -145,6 +172,7 @@ class Settings(BaseSettings):
         default=None, description="Where converted embedded models are kept; default <data_dir>/models."
     )
     models: ModelsSettings = Field(default_factory=ModelsSettings)
+    router: RouterSettings = Field(default_factory=RouterSettings)
     embeddings: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
     chunking: ChunkingSettings = Field(default_factory=ChunkingSettings)

@@ -12,7 +12,7 @@ from functools import cached_property
 from pathlib import Path
 
 from groundwork.config import Deployment, Settings
-from groundwork.errors import ConfigError
+from groundwork.errors import NotFoundError
 from groundwork.models.base import ChatModel, EmbeddingModel
 from groundwork.models.fake import FakeChatModel, FakeEmbedder
 from groundwork.rag.answer import Answerer
@@ -87,7 +87,9 @@ class Container:
         models = self.settings.models
         name = group or models.default_group
         if name not in models.groups:
-            raise ConfigError(f"unknown model group {name!r}; configured groups: {sorted(models.groups)}")
+            raise NotFoundError(
+                f"model {name!r} does not exist; configured model groups: {', '.join(sorted(models.groups))}"
+            )
         deployment = models.groups[name][0]
         return CHAT_PROVIDERS[deployment.provider](deployment, self.settings)
 

@@ -31,6 +31,8 @@ class Usage:
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cost: float = 0.0
+    """Cost in the deployment's currency (from its per-token prices); 0 when unpriced."""
 
     @property
     def total_tokens(self) -> int:
