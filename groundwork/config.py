@@ -40,7 +40,7 @@ class Deployment(_Section):
         default=None, description="Name of the environment variable that holds the API key."
     )
     timeout_s: float = Field(default=120.0, gt=0)
-    id: str | None = Field(default=None, description="Name in metrics and errors; default provider/model@url.")
+    id: str | None = Field(default=None, description="Name in metrics and errors.")
     weight: float = Field(default=1.0, gt=0, description="Share of traffic under the `weighted` strategy.")
     max_concurrency: int | None = Field(default=None, ge=1, description="In-flight requests at most.")
     rpm: int | None = Field(default=None, ge=1, description="Requests per minute this deployment accepts.")
@@ -82,7 +82,7 @@ class RouterSettings(_Section):
     """How a model group's deployments share the traffic and recover from failures."""
 
     strategy: Literal["round_robin", "weighted", "least_loaded", "latency"] = "round_robin"
-    num_retries: int = Field(default=2, ge=0, le=20, description="Retries after the first attempt, per group.")
+    num_retries: int = Field(default=2, ge=0, le=20, description="Retries after the first attempt.")
     backoff_base_s: float = Field(default=0.05, ge=0)
     backoff_max_s: float = Field(default=5.0, ge=0)
     attempt_timeout_s: float = Field(default=60.0, gt=0, description="Deadline of one attempt.")
