@@ -20,7 +20,9 @@ The tree::
     │   ├── ModelNotAvailableError   (model)        a model package or server is missing
     │   ├── ModelTimeoutError        (timeout)      the call exceeded its deadline; retryable
     │   ├── UpstreamError            (upstream)     the provider answered 5xx or was unreachable; retryable
-    │   └── ContextWindowError       (input)        the prompt does not fit the model's window
+    │   ├── ContextWindowError       (input)        the prompt does not fit the model's window
+    │   ├── AllAttemptsFailedError   (upstream)     every deployment and fallback failed; lists each attempt
+    │   └── StreamInterruptedError   (upstream)     a stream failed after tokens were sent; not retried
     ├── StorageError                 (storage)      the store failed or is inconsistent
     └── IngestionError               (ingestion)    a document could not be ingested (wraps the cause)
 """
@@ -214,6 +216,33 @@ class ContextWindowError(ModelError):
 
     category = ErrorCategory.INPUT
     severity = Severity.WARNING
+
+
+class AllAttemptsFailedError(ModelError):
+    """Every attempt of a request failed. ``attempts`` lists them: deployment, category, message, id.
+
+    The category, status and retryability are those of the last attempt, so a client sees a 429 when
+    every deployment was rate limited and a 503 when every one was down.
+    """
+
+    category = ErrorCategory.UPSTREAM
+
+    def __init__(self, message: str, *, attempts: list[dict[str, Any]], last: GroundworkError) -> None:
+        super().__init__(message, retryable=last.retryable, details={"attempts": attempts})
+        self.attempts = attempts
+        self.last = last
+        self.retry_after = getattr(last, "retry_after", None)
+
+    @property
+    def http_status(self) -> int:
+        return self.last.http_status
+
+
+class StreamInterruptedError(ModelError):
+    """A stream failed after tokens reached the client; it ends with this error, never silently."""
+
+    category = ErrorCategory.UPSTREAM
+    retryable = False
 
 
 class StorageError(GroundworkError):

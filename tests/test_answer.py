@@ -46,6 +46,22 @@ def test_grounding_primitives() -> None:
     assert not is_refusal("You get 27 days.")
 
 
+def test_names_and_fragments_are_checked() -> None:
+    from groundwork.rag.grounding import is_claim, names
+
+    source = ["Our Data Protection Officer is Tom Okafor. Anchor days are Tuesday and Thursday."]
+    wrong_name = best_support("The company's Data Protection Officer is Priya Raman.", source)
+    assert wrong_name is not None and not wrong_name.supported(0.5)
+    right_name = best_support("The Data Protection Officer is Tom Okafor.", source)
+    assert right_name is not None and right_name.supported(0.5)
+    wrong_days = best_support("The office anchor days are Monday and Friday.", source)
+    assert wrong_days is not None and not wrong_days.supported(0.5)
+    assert names("Ask Tom on Tuesday.") == {"tom", "tuesday"}
+    assert not is_claim("To declare an incident, follow these steps:")
+    assert not is_claim("The answer is: 2025")
+    assert is_claim("Anchor days are Tuesday and Thursday.")
+
+
 def test_supported_model_answer_is_kept_and_cited(loaded: Container) -> None:
     _model(loaded).enqueue("Full-time employees receive 27 days of annual leave per calendar year.")
     tokens: list[str] = []

@@ -22,7 +22,7 @@ import numpy as np
 from groundwork.config import AnswerSettings
 from groundwork.models.base import ChatModel, EmbeddingModel
 from groundwork.rag.chunking import sentence_spans
-from groundwork.rag.grounding import best_support, content_words, is_refusal, split_sentences
+from groundwork.rag.grounding import best_support, content_words, is_claim, is_refusal, split_sentences
 from groundwork.rag.retrieval import Retrieval, Retriever
 from groundwork.types import LOCAL_ADMIN, Citation, GenerationOptions, Message, Principal, ScoredChunk, Usage
 
@@ -210,6 +210,8 @@ class Answerer:
         kept: list[str] = []
         if draft and not is_refusal(draft):
             for sentence in split_sentences(draft):
+                if not is_claim(sentence):
+                    continue
                 support = best_support(sentence, sources)
                 if support is None or not support.supported(self.settings.min_support):
                     continue

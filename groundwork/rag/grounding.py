@@ -1,8 +1,10 @@
 """Grounding checks, pure functions: does a source support an answer sentence?
 
 A sentence is supported by a chunk when enough of its content words occur in the chunk (light
-stemming) and every number it states occurs there too. Numbers matter most: a small model that says
-"40 days" where the source says "27 days" shares almost every word with the source.
+stemming) and every number and every name it states (capitalised words after the first) occurs there
+too. Numbers and names matter most: a small model that says "40 days" where the source says "27 days",
+or "Priya" where it says "Tom", shares almost every other word with the source. Fragments (fewer than
+three content words, or a line that only introduces a list) are not claims and support nothing.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from groundwork.stores.sqlite import STOPWORDS
 
 _WORD = re.compile(r"[a-z0-9]+(?:[.,:][0-9]+)*")
 _NUMBER = re.compile(r"\d+(?:[.,:]\d+)*")
+_NAME = re.compile(r"(?<![.!?:]\s)(?<!^)\b[A-Z][a-zA-Z]+")
+MIN_CLAIM_WORDS = 3
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
 _EXTRA_STOP = frozenset(
     (
@@ -48,6 +52,16 @@ def numbers(text: str) -> set[str]:
     return {n.replace(",", "") for n in _NUMBER.findall(text)}
 
 
+def names(text: str) -> set[str]:
+    """Capitalised words that are not the first word of a sentence, lower-cased (names, days, places)."""
+    return {w.lower() for w in _NAME.findall(text.strip())}
+
+
+def is_claim(sentence: str) -> bool:
+    """Whether a sentence states something checkable (not a fragment, not a list's lead-in)."""
+    return len(content_words(sentence)) >= MIN_CLAIM_WORDS and not sentence.rstrip().endswith(":")
+
+
 def split_sentences(text: str) -> list[str]:
     """Sentences of an answer (citation markers kept with their sentence)."""
     return [s.strip() for s in _SENTENCE.split(text) if s and s.strip()]
@@ -69,13 +83,14 @@ def best_support(sentence: str, sources: Sequence[str]) -> Support | None:
     """The source that best supports ``sentence`` (highest overlap with every number present)."""
     words = content_words(sentence)
     nums = numbers(sentence)
+    proper = names(sentence)
     if not words or not sources:
         return None
     best: Support | None = None
     for i, src in enumerate(sources):
         src_words = content_words(src)
         overlap = len(words & src_words) / len(words)
-        ok = nums <= numbers(src)
+        ok = nums <= numbers(src) and proper <= {w.lower() for w in _WORD.findall(src.lower())}
         cand = Support(i, overlap, ok)
         if best is None or (cand.numbers_ok, cand.overlap) > (best.numbers_ok, best.overlap):
             best = cand

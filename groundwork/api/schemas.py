@@ -1,0 +1,152 @@
+"""Request bodies of the OpenAI-compatible routes, validated with pydantic.
+
+Unknown OpenAI fields (``top_p``, ``user``, ``seed``, ...) are accepted and ignored (``extra="allow"``);
+the fields Groundwork acts on are validated, so a wrong role or type is a 400 naming the field. Bodies
+are parsed with :meth:`~pydantic.BaseModel.model_validate_json` (pydantic's JSON parser, one pass), and
+their schemas are published in the OpenAPI document by :func:`openapi_components`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from groundwork.api.errors import validation_error
+from groundwork.types import GenerationOptions, Message
+
+DEFAULT_OPTIONS = GenerationOptions()
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class TextPart(BaseModel):
+    """A text part of a message's content (the list form of ``content``)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessage(BaseModel):
+    """One message of a chat request."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    role: Literal["system", "user", "assistant"]
+    content: str | list[TextPart]
+
+    def to_message(self) -> Message:
+        content = self.content
+        if not isinstance(content, str):
+            content = "".join(part.text for part in content)
+        return Message(self.role, content)
+
+
+class StreamOptions(BaseModel):
+    """``stream_options`` of a chat request."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    include_usage: bool = False
+
+
+class ChatCompletionRequest(_Body):
+    """``POST /v1/chat/completions``."""
+
+    model: str = Field(min_length=1, description="A model group (see GET /v1/models).")
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    stop: str | list[str] | None = None
+    stream: bool | None = False
+    stream_options: StreamOptions | None = None
+    n: int | None = Field(default=None, description="Only 1 is supported.")
+
+    @field_validator("n")
+    @classmethod
+    def _one_choice(cls, value: int | None) -> int | None:
+        if value is not None and value != 1:
+            raise ValueError("only n=1 is supported")
+        return value
+
+    @field_validator("stop")
+    @classmethod
+    def _few_stops(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(value, list) and len(value) > 4:
+            raise ValueError("at most 4 stop sequences")
+        return value
+
+    def chat_messages(self) -> list[Message]:
+        """The messages as :class:`~groundwork.types.Message` values."""
+        return [m.to_message() for m in self.messages]
+
+    def options(self) -> GenerationOptions:
+        """The generation options; unset fields take :class:`GenerationOptions` defaults."""
+        max_tokens = self.max_completion_tokens or self.max_tokens
+        if max_tokens is None and self.temperature is None and not self.stop:
+            return DEFAULT_OPTIONS
+        stop = self.stop
+        return GenerationOptions(
+            max_tokens=max_tokens or DEFAULT_OPTIONS.max_tokens,
+            temperature=DEFAULT_OPTIONS.temperature if self.temperature is None else self.temperature,
+            stop=(stop,) if isinstance(stop, str) else tuple(stop or ()),
+        )
+
+    @property
+    def include_usage(self) -> bool:
+        return self.stream_options is not None and self.stream_options.include_usage
+
+
+class EmbeddingRequest(_Body):
+    """``POST /v1/embeddings``."""
+
+    model: str = Field(default="", description="Accepted for compatibility; the configured embedder answers.")
+    input: str | list[str] = Field(description="A text or up to 2048 texts.")
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(default=None, ge=1)
+
+    @field_validator("input")
+    @classmethod
+    def _some_texts(cls, value: str | list[str]) -> str | list[str]:
+        if isinstance(value, list) and not 1 <= len(value) <= 2048:
+            raise ValueError("give between 1 and 2048 texts")
+        return value
+
+    def texts(self) -> list[str]:
+        return [self.input] if isinstance(self.input, str) else self.input
+
+
+_B = TypeVar("_B", bound=BaseModel)
+
+REQUEST_MODELS: tuple[type[BaseModel], ...] = (ChatCompletionRequest, EmbeddingRequest)
+
+
+def openapi_body(model: type[BaseModel]) -> dict[str, Any]:
+    """``openapi_extra`` of a route whose handler parses ``model`` from the raw body itself."""
+    ref = {"$ref": f"#/components/schemas/{model.__name__}"}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": ref}}}}
+
+
+def openapi_components() -> dict[str, Any]:
+    """The JSON schemas of the request bodies, for ``components.schemas`` of the OpenAPI document."""
+    schemas: dict[str, Any] = {}
+    for model in _B = TypeVar("_B", bound=BaseModel)
+
+REQUEST_MODELS:
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+    return schemas
+
+
+def parse_body(model: type[_B], body: bytes) -> _B:
+    """Parse and validate a JSON body; a malformed one raises a 400 naming the field."""
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        raise validation_error(exc.errors(include_url=False, include_input=False)) from None

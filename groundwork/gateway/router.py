@@ -1,0 +1,306 @@
+"""The router: one model group -> several deployments, with balancing, retries, cooldowns and fallbacks.
+
+:meth:`Router.model` returns a :class:`RoutedModel`, itself a :class:`~groundwork.models.base.ChatModel`,
+so caching and instrumentation wrap it like any model.
+
+Rules of one request:
+
+* pick an available deployment of the group with the configured strategy (cooling-down deployments and
+  deployments at their concurrency or per-minute limits are skipped);
+* each attempt has ``attempt_timeout_s``; the whole request, fallbacks included, has ``timeout_s``;
+* a retryable failure is retried (up to ``num_retries`` per group): at once on another deployment when
+  one is available, else after exponential backoff with full jitter that honours ``Retry-After``;
+* a request error (bad input) is raised at once, never retried; a context-window error moves to the
+  ``context_window_fallbacks`` groups; an exhausted group moves to its ``fallbacks``;
+* when everything failed, one :class:`~groundwork.errors.AllAttemptsFailedError` lists every attempt.
+
+Streaming: a failure before the first token fails over transparently (nothing reached the client); a
+failure after tokens were sent ends the stream with :class:`~groundwork.errors.StreamInterruptedError`
+carrying an error id. A stream that ends without any text counts as a failure. Usage and cost are
+counted the same way for streamed and non-streamed calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+from groundwork.config import RouterSettings
+from groundwork.errors import (
+    AllAttemptsFailedError,
+    ContextWindowError,
+    ErrorCategory,
+    GroundworkError,
+    ModelTimeoutError,
+    NotFoundError,
+    StreamInterruptedError,
+    UpstreamError,
+)
+from groundwork.gateway.deployment import DeploymentState
+from groundwork.gateway.policy import RetryPolicy
+from groundwork.gateway.strategies import STRATEGIES, Strategy
+from groundwork.models.base import ChatModel
+from groundwork.types import Completion, GenerationOptions, Message, StreamChunk, Usage
+
+T = TypeVar("T")
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class _GroupExhausted(Exception):
+    def __init__(self, last: GroundworkError) -> None:
+        self.last = last
+
+
+def estimate_usage(messages: Sequence[Message], text: str) -> Usage:
+    """Rough token counts (4 characters a token) when a provider reports none."""
+    prompt = sum(len(m.content) for m in messages) // 4 + 4 * len(messages)
+    return Usage(prompt, max(1, len(text) // 4) if text else 0)
+
+
+class _OpenStream:
+    """A stream that produced its first text: the deployment, the iterator and what was read so far."""
+
+    def __init__(
+        self, d: DeploymentState, it: AsyncIterator[StreamChunk], head: list[StreamChunk], t0: float
+    ):
+        self.deployment, self.iterator, self.head, self.started = d, it, head, t0
+
+
+class Router:
+    """Routes calls for model groups across their deployments."""
+
+    def __init__(
+        self,
+        groups: Mapping[str, Sequence[DeploymentState]],
+        settings: RouterSettings,
+        *,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.groups = {g: list(ds) for g, ds in groups.items()}
+        self.settings = settings
+        self.policy = RetryPolicy(settings.num_retries, settings.backoff_base_s, settings.backoff_max_s)
+        self.clock = clock
+        self.sleep = sleep
+        self._rng = rng or random.Random()
+        self._strategies: dict[str, Strategy] = {g: STRATEGIES[settings.strategy](self._rng) for g in groups}
+        self._models: dict[str, RoutedModel] = {}
+
+    def model(self, group: str) -> RoutedModel:
+        """The :class:`ChatModel` of a model group."""
+        if group not in self.groups:
+            raise NotFoundError(
+                f"model {group!r} does not exist; configured model groups: {', '.join(sorted(self.groups))}"
+            )
+        if group not in self._models:
+            self._models[group] = RoutedModel(self, group)
+        return self._models[group]
+
+    # -- the attempt loop ------------------------------------------------------------------------------
+
+    async def run(self, group: str, attempt: Callable[[DeploymentState], Awaitable[T]], streaming: bool) -> T:
+        """Run ``attempt`` on deployments of ``group`` (then its fallbacks) until one succeeds."""
+        deadline = self.clock() + self.settings.timeout_s
+        attempts: list[dict[str, Any]] = []
+        chain = [group, *(g for g in self.settings.fallbacks.get(group, []) if g in self.groups)]
+        last: GroundworkError | None = None
+        i = 0
+        while i < len(chain):
+            try:
+                return await self._run_group(chain[i], attempt, streaming, deadline, attempts)
+            except ContextWindowError as exc:
+                last = exc
+                extra = [g for g in self.settings.context_window_fallbacks.get(group, []) if g in self.groups]
+                extra = [g for g in extra if g not in chain[: i + 1]]
+                if not extra:
+                    break
+                chain = chain[: i + 1] + extra
+            except _GroupExhausted as exc:
+                last = exc.last
+            i += 1
+        assert last is not None
+        raise self._aggregate(group, attempts, last)
+
+    def _aggregate(
+        self, group: str, attempts: list[dict[str, Any]], last: GroundworkError
+    ) -> GroundworkError:
+        if len(attempts) == 1 and attempts[0]["id"] == last.error_id:
+            return last  # one attempt: its own error is the clearest
+        listing = "; ".join(
+            f"{a['deployment']} ({a['group']}): {a['category']}: {a['message']}" for a in attempts
+        )
+        return AllAttemptsFailedError(
+            f"model {group!r}: all {len(attempts)} attempts failed: {listing}", attempts=attempts, last=last
+        )
+
+    def _candidates(self, deployments: Sequence[DeploymentState], now: float) -> list[DeploymentState]:
+        return [d for d in deployments if d.health.available(now) and d.has_capacity(now)]
+
+    async def _run_group(
+        self,
+        group: str,
+        attempt: Callable[[DeploymentState], Awaitable[T]],
+        streaming: bool,
+        deadline: float,
+        attempts: list[dict[str, Any]],
+    ) -> T:
+        deployments = self.groups[group]
+        last: GroundworkError = UpstreamError(f"model group {group!r}: no deployment is available")
+        failures = 0
+        while failures <= self.settings.num_retries:
+            now = self.clock()
+            if now >= deadline:
+                raise _GroupExhausted(ModelTimeoutError(f"model group {group!r}: request deadline passed"))
+            candidates = self._candidates(deployments, now)
+            if not candidates:
+                await self._wait_for_capacity(group, deployments, now, deadline, last)
+                continue
+            d = self._strategies[group].pick(candidates, streaming)
+            d.start(now)
+            try:
+                async with asyncio.timeout(min(self.settings.attempt_timeout_s, deadline - now)):
+                    result = await attempt(d)
+            except BaseException as exc:  # every failure is classified; cancellation re-raised
+                d.finish()
+                error = _classify(exc, d, self.settings.attempt_timeout_s)
+                if error is None:
+                    raise
+            else:
+                d.health.success()
+                if not streaming:  # a stream stays in flight until it ends (RoutedModel.stream)
+                    d.latency.observe(self.clock() - now, self.clock())
+                    d.finish()
+                return result
+            failures += 1
+            d.failures += 1
+            d.health.failure(error, self.clock())
+            attempts.append(
+                {
+                    "group": group,
+                    "deployment": d.name,
+                    "category": str(error.category),
+                    "message": error.message[:300],
+                    "id": error.error_id,
+                    "retryable": error.retryable,
+                }
+            )
+            if error.category == ErrorCategory.INPUT:
+                raise error  # the request itself is wrong (or too long): no deployment of this group takes it
+            last = error
+            if failures <= self.settings.num_retries and not self._candidates(deployments, self.clock()):
+                wait = self.policy.delay(failures - 1, getattr(error, "retry_after", None))
+                if self.clock() + wait >= deadline:
+                    break
+                await self.sleep(wait)
+        raise _GroupExhausted(last)
+
+    async def _wait_for_capacity(
+        self,
+        group: str,
+        deployments: Sequence[DeploymentState],
+        now: float,
+        deadline: float,
+        last: GroundworkError,
+    ) -> None:
+        """Every deployment is cooling down or busy: wait for the first to come back, within the deadline."""
+        cooling = [d.health.cooldown_until for d in deployments if d.health.cooldown_until > now]
+        busy = any(d.health.available(now) for d in deployments)  # available but at a limit
+        wake = min([*cooling, *([now + 0.005] if busy else [])], default=None)
+        if wake is None or wake >= deadline:
+            raise _GroupExhausted(last)
+        await self.sleep(wake - now)
+
+
+def _classify(exc: BaseException, d: DeploymentState, timeout_s: float) -> GroundworkError | None:
+    """A failure of one attempt as a GroundworkError, or ``None`` for cancellation (re-raised)."""
+    if isinstance(exc, GroundworkError):
+        return exc
+    if isinstance(exc, TimeoutError):
+        return ModelTimeoutError(f"deployment {d.name} did not answer within {timeout_s:g}s")
+    if isinstance(exc, Exception):  # a provider bug: treat as an upstream failure, keep the cause
+        return UpstreamError(f"deployment {d.name} failed: {type(exc).__name__}: {exc}")
+    return None  # CancelledError, KeyboardInterrupt: not ours to swallow
+
+
+class RoutedModel(ChatModel):
+    """The :class:`ChatModel` of one model group behind a :class:`Router`."""
+
+    def __init__(self, router: Router, group: str) -> None:
+        self.router = router
+        self.name = group
+
+    async def generate(
+        self, messages: Sequence[Message], options: GenerationOptions | None = None
+    ) -> Completion:
+        async def attempt(d: DeploymentState) -> Completion:
+            completion = await d.model.generate(messages, options)
+            if not completion.text:
+                raise UpstreamError(f"deployment {d.name} returned an empty answer")
+            usage = completion.usage
+            if usage.total_tokens == 0:
+                usage = estimate_usage(messages, completion.text)
+            usage = d.priced(usage)
+            d.count_tokens(usage, self.router.clock())
+            return Completion(completion.text, completion.model, usage, completion.finish_reason)
+
+        return await self.router.run(self.name, attempt, streaming=False)
+
+    async def stream(
+        self, messages: Sequence[Message], options: GenerationOptions | None = None
+    ) -> AsyncIterator[StreamChunk]:
+        router = self.router
+
+        async def attempt(d: DeploymentState) -> _OpenStream:
+            t0 = router.clock()
+            it = aiter(d.model.stream(messages, options))
+            head: list[StreamChunk] = []
+            async for chunk in it:  # read until the first text: failures so far are retried
+                head.append(chunk)
+                if chunk.delta:
+                    d.ttft.observe(router.clock() - t0, router.clock())
+                    return _OpenStream(d, it, head, t0)
+            raise UpstreamError(f"deployment {d.name} returned an empty stream")
+
+        opened = await router.run(self.name, attempt, streaming=True)
+        d = opened.deployment
+        parts: list[str] = []
+        usage: Usage | None = None
+        finish = "stop"
+        try:
+            pending = list(opened.head)
+            while True:
+                if pending:
+                    chunk = pending.pop(0)
+                else:
+                    try:
+                        async with asyncio.timeout(router.settings.attempt_timeout_s):
+                            chunk = await anext(opened.iterator)
+                    except StopAsyncIteration:
+                        break
+                if chunk.usage is not None and chunk.usage.total_tokens:
+                    usage = chunk.usage
+                finish = chunk.finish_reason or finish
+                if chunk.delta:  # usage and finish reason are re-emitted, priced, in the last chunk
+                    parts.append(chunk.delta)
+                    yield StreamChunk(delta=chunk.delta)
+        except BaseException as exc:
+            error = _classify(exc, d, router.settings.attempt_timeout_s)
+            if error is None:
+                raise
+            d.failures += 1
+            d.health.failure(error, router.clock())
+            raise StreamInterruptedError(
+                f"the stream from {d.name} failed after {len(parts)} chunks: {error.message}",
+                details={"deployment": d.name, "cause_id": error.error_id, "cause": str(error.category)},
+            ) from exc
+        finally:
+            d.finish()
+        d.latency.observe(router.clock() - opened.started, router.clock())
+        final = d.priced(usage or estimate_usage(messages, "".join(parts)))
+        d.count_tokens(final, router.clock())
+        yield StreamChunk(delta="", usage=final, finish_reason=finish)
