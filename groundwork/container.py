@@ -12,9 +12,10 @@ from functools import cached_property
 from pathlib import Path
 
 from groundwork.config import Deployment, Settings
-from groundwork.errors import NotFoundError
+from groundwork.gateway import DeploymentState, Health, Router
 from groundwork.models.base import ChatModel, EmbeddingModel
 from groundwork.models.fake import FakeChatModel, FakeEmbedder
+from groundwork.models.http import SharedHttpClient
 from groundwork.rag.answer import Answerer
 from groundwork.rag.ingest import Ingestor
 from groundwork.rag.retrieval import Retriever
@@ -30,24 +31,29 @@ def _fake_rag_responder(messages: Sequence[Message]) -> str:
     return match.group(1).strip() if match else last
 
 
-def _embedded_chat(d: Deployment, s: Settings) -> ChatModel:
+def _embedded_chat(d: Deployment, c: Container) -> ChatModel:
     from groundwork.models.embedded import SmolLMChatModel
 
-    return SmolLMChatModel(s.models_dir, name=d.model)
+    # One in-process model per model name, however many groups list it.
+    key = f"embedded:{d.model}"
+    if key not in c.shared_models:
+        c.shared_models[key] = SmolLMChatModel(c.settings.models_dir, name=d.model)
+    return c.shared_models[key]
 
 
-def _openai_chat(d: Deployment, s: Settings) -> ChatModel:
+def _openai_chat(d: Deployment, c: Container) -> ChatModel:
     from groundwork.models.openai_compat import OpenAICompatibleChatModel
 
     assert d.base_url is not None  # checked by the settings
-    return OpenAICompatibleChatModel(d.model, d.base_url, d.api_key_env, d.timeout_s)
+    return OpenAICompatibleChatModel(d.model, d.base_url, d.api_key_env, d.timeout_s, clients=c.http)
 
 
-CHAT_PROVIDERS: dict[str, Callable[[Deployment, Settings], ChatModel]] = {
+CHAT_PROVIDERS: dict[str, Callable[[Deployment, Container], ChatModel]] = {
     "embedded": _embedded_chat,
     "openai": _openai_chat,
-    "fake": lambda d, s: FakeChatModel(name=d.model, responder=_fake_rag_responder),
+    "fake": lambda d, c: FakeChatModel(name=d.model, responder=_fake_rag_responder),
 }
+"""Provider name -> factory of a deployment's model. Register a provider by adding to this mapping."""
 
 
 def _minilm(s: Settings) -> EmbeddingModel:
@@ -82,16 +88,34 @@ class Container:
     def embedder(self) -> EmbeddingModel:
         return EMBEDDING_PROVIDERS[self.settings.embeddings.provider](self.settings)
 
+    @cached_property
+    def http(self) -> SharedHttpClient:
+        """The pooled HTTP client every remote provider shares."""
+        return SharedHttpClient()
+
+    @cached_property
+    def shared_models(self) -> dict[str, ChatModel]:
+        return {}
+
+    @cached_property
+    def router(self) -> Router:
+        """The gateway: every configured model group behind one router."""
+        r = self.settings.router
+        groups = {
+            name: [
+                DeploymentState(d, CHAT_PROVIDERS[d.provider](d, self), Health(r.allowed_fails, r.cooldown_s))
+                for d in deployments
+            ]
+            for name, deployments in self.settings.models.groups.items()
+        }
+        return Router(groups, r)
+
     def chat_model_for(self, group: str | None = None) -> ChatModel:
-        """The chat model of a model group (its first deployment until the router lands)."""
-        models = self.settings.models
-        name = group or models.default_group
-        if name not in models.groups:
-            raise NotFoundError(
-                f"model {name!r} does not exist; configured model groups: {', '.join(sorted(models.groups))}"
-            )
-        deployment = models.groups[name][0]
-        return CHAT_PROVIDERS[deployment.provider](deployment, self.settings)
+        """The chat model of a model group (default: ``models.default_group``), behind the router.
+
+        Raises :class:`~groundwork.errors.NotFoundError` for a group that is not configured.
+        """
+        return self.router.model(group or self.settings.models.default_group)
 
     @cached_property
     def chat_model(self) -> ChatModel:

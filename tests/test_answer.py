@@ -21,8 +21,10 @@ def loaded(fake_container: Container, handbook: Path) -> Container:
 
 
 def _model(c: Container) -> FakeChatModel:
-    assert isinstance(c.chat_model, FakeChatModel)
-    return c.chat_model
+    """The scripted fake behind the router's default group."""
+    model = c.router.groups["fake"][0].model
+    assert isinstance(model, FakeChatModel)
+    return model
 
 
 def test_rrf_rewards_agreement() -> None:

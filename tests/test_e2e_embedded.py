@@ -54,7 +54,7 @@ def test_grounded_answers_cite_the_right_document(
     assert answer.mode in ("generated", "extractive")
     assert Path(answer.citations[0].source).name == document
     assert fact in answer.text
-    assert isinstance(embedded_container.chat_model, SmolLMChatModel)
+    assert isinstance(embedded_container.router.groups["local"][0].model, SmolLMChatModel)
 
 
 @pytest.mark.parametrize(
@@ -71,7 +71,7 @@ def test_questions_the_handbook_does_not_answer(embedded_container: Container, q
 
 
 def test_the_model_is_loaded_once(embedded_container: Container) -> None:
-    model = embedded_container.chat_model
+    model = embedded_container.router.groups["local"][0].model
     assert isinstance(model, SmolLMChatModel)
     model.warm_up()
     first = model._model

@@ -23,7 +23,7 @@ from groundwork.errors import (
     UpstreamError,
 )
 from groundwork.models.openai_compat import OpenAICompatibleChatModel
-from groundwork.types import GenerationOptions, Message
+from groundwork.types import GenerationOptions, Message, Usage
 
 ANSWER = "Full-time employees receive 27 days of annual leave per calendar year."
 
@@ -40,7 +40,9 @@ class _Upstream(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(int(self.headers["content-length"])))
         type(self).requests.append({"body": body, "auth": self.headers.get("authorization")})
         model = body["model"]
-        if model == "ok":
+        if model == "ok" and not body["stream"]:
+            self._json(ANSWER, len(ANSWER.split(" ")))
+        elif model == "ok":
             self._sse(ANSWER.split(" "))
         elif model == "rate-limited":
             self._error(429, {"error": {"message": "slow down"}}, {"Retry-After": "7"})
@@ -59,6 +61,23 @@ class _Upstream(BaseHTTPRequestHandler):
         self.send_response(status)
         for k, v in (headers or {}).items():
             self.send_header(k, v)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _json(self, text: str, completion_tokens: int) -> None:
+        body = {
+            "id": "x",
+            "object": "chat.completion",
+            "model": "ok",
+            "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+            ],
+            "usage": {"prompt_tokens": 11, "completion_tokens": completion_tokens},
+        }
+        data = json.dumps(body).encode()
+        self.send_response(200)
         self.send_header("content-type", "application/json")
         self.send_header("content-length", str(len(data)))
         self.end_headers()
@@ -106,13 +125,25 @@ def _run(model: OpenAICompatibleChatModel, max_tokens: int = 50):  # type: ignor
 
 def test_streams_text_and_usage(upstream: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("UPSTREAM_KEY", "sk-test-123")
+    model = OpenAICompatibleChatModel("ok", upstream, api_key_env="UPSTREAM_KEY")
+
+    async def collect() -> tuple[str, object]:
+        text, usage = "", None
+        async for chunk in model.stream([Message("user", "hi")], GenerationOptions(max_tokens=50)):
+            text += chunk.delta
+            usage = chunk.usage or usage
+        return text, usage
+
+    streamed, usage = asyncio.run(collect())
+    assert streamed == ANSWER and usage == Usage(11, len(ANSWER.split()))
+    assert _Upstream.requests[-1]["body"]["stream"] is True  # type: ignore[index]
     completion = _run(OpenAICompatibleChatModel("ok", upstream, api_key_env="UPSTREAM_KEY"))
     assert completion.text == ANSWER
     assert completion.usage.prompt_tokens == 11 and completion.usage.completion_tokens == len(ANSWER.split())
     last = _Upstream.requests[-1]
     assert last["auth"] == "Bearer sk-test-123"
     body = last["body"]
-    assert isinstance(body, dict) and body["stream"] is True and body["max_tokens"] == 50
+    assert isinstance(body, dict) and body["stream"] is False and body["max_tokens"] == 50
 
 
 @pytest.mark.parametrize(

@@ -24,7 +24,8 @@ from groundwork.errors import (
     UpstreamError,
 )
 from groundwork.models.base import ChatModel
-from groundwork.types import GenerationOptions, Message, StreamChunk, Usage
+from groundwork.models.http import SharedHttpClient
+from groundwork.types import Completion, GenerationOptions, Message, StreamChunk, Usage
 
 
 def translate_http_error(status: int, body: str, headers: httpx.Headers, model: str) -> GroundworkError:
@@ -59,14 +60,15 @@ class OpenAICompatibleChatModel(ChatModel):
         base_url: str,
         api_key_env: str | None = None,
         timeout_s: float = 120.0,
-        client: httpx.AsyncClient | None = None,
+        clients: SharedHttpClient | None = None,
     ) -> None:
         self.name = model
         self.base_url = base_url.rstrip("/")
         self.api_key_env = api_key_env
         self.timeout_s = timeout_s
-        self._client = client
-        self._owns_client = client is None
+        self._owns_clients = clients is None
+        self._clients = clients or SharedHttpClient()
+        self._url = f"{self.base_url}/chat/completions"
 
     def _headers(self) -> dict[str, str]:
         headers = {"content-type": "application/json"}
@@ -79,30 +81,62 @@ class OpenAICompatibleChatModel(ChatModel):
             headers["authorization"] = f"Bearer {key}"
         return headers
 
-    def _http(self) -> httpx.AsyncClient:
-        if self._client is None:
-            self._client = httpx.AsyncClient(timeout=self.timeout_s)
-        return self._client
-
-    async def stream(
-        self, messages: Sequence[Message], options: GenerationOptions | None = None
-    ) -> AsyncIterator[StreamChunk]:
-        opts = options or GenerationOptions()
+    def _payload(self, messages: Sequence[Message], opts: GenerationOptions, stream: bool) -> dict[str, Any]:
         payload: dict[str, Any] = {
             "model": self.name,
             "messages": [{"role": m.role, "content": m.content} for m in messages],
             "max_tokens": opts.max_tokens,
             "temperature": opts.temperature,
-            "stream": True,
-            "stream_options": {"include_usage": True},
+            "stream": stream,
         }
+        if stream:
+            payload["stream_options"] = {"include_usage": True}
         if opts.stop:
             payload["stop"] = list(opts.stop)
-        url = f"{self.base_url}/chat/completions"
+        return payload
+
+    async def generate(
+        self, messages: Sequence[Message], options: GenerationOptions | None = None
+    ) -> Completion:
+        """One non-streamed request (cheaper than collecting a stream)."""
+        payload = self._payload(messages, options or GenerationOptions(), stream=False)
+        try:
+            resp = await self._clients.get().post(
+                self._url, json=payload, headers=self._headers(), timeout=self.timeout_s
+            )
+        except httpx.TimeoutException as exc:
+            raise ModelTimeoutError(
+                f"model {self.name!r} at {self._url} timed out after {self.timeout_s}s"
+            ) from exc
+        except httpx.TransportError as exc:
+            raise UpstreamError(f"model {self.name!r} at {self._url} is unreachable: {exc!r}") from exc
+        if resp.status_code >= 400:
+            raise translate_http_error(resp.status_code, resp.text, resp.headers, self.name)
+        try:
+            body = resp.json()
+            choice = body["choices"][0]
+            text = choice["message"].get("content") or ""
+            u = body.get("usage") or {}
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+            raise UpstreamError(
+                f"model {self.name!r} at {self._url} sent a malformed response: {resp.text[:200]!r}"
+            ) from exc
+        usage = Usage(int(u.get("prompt_tokens") or 0), int(u.get("completion_tokens") or 0))
+        return Completion(
+            text, str(body.get("model") or self.name), usage, choice.get("finish_reason") or "stop"
+        )
+
+    async def stream(
+        self, messages: Sequence[Message], options: GenerationOptions | None = None
+    ) -> AsyncIterator[StreamChunk]:
+        payload = self._payload(messages, options or GenerationOptions(), stream=True)
+        url = self._url
         usage: Usage | None = None
         finish: str | None = None
         try:
-            async with self._http().stream("POST", url, json=payload, headers=self._headers()) as resp:
+            async with self._clients.get().stream(
+                "POST", url, json=payload, headers=self._headers(), timeout=self.timeout_s
+            ) as resp:
                 if resp.status_code >= 400:
                     body = (await resp.aread()).decode("utf-8", "replace")
                     raise translate_http_error(resp.status_code, body, resp.headers, self.name)
@@ -113,6 +147,10 @@ class OpenAICompatibleChatModel(ChatModel):
                     if data == "[DONE]":
                         break
                     event = json.loads(data)
+                    if "error" in event:  # some servers report a failure inside the stream
+                        raise UpstreamError(
+                            f"model {self.name!r} failed mid-stream: {str(event['error'])[:300]}"
+                        )
                     if event.get("usage"):
                         u = event["usage"]
                         usage = Usage(int(u.get("prompt_tokens", 0)), int(u.get("completion_tokens", 0)))
@@ -126,12 +164,11 @@ class OpenAICompatibleChatModel(ChatModel):
                 f"model {self.name!r} at {url} timed out after {self.timeout_s}s"
             ) from exc
         except httpx.TransportError as exc:
-            raise UpstreamError(f"model {self.name!r} at {url} is unreachable: {exc}") from exc
-        except json.JSONDecodeError as exc:
+            raise UpstreamError(f"model {self.name!r} at {url} is unreachable: {exc!r}") from exc
+        except (json.JSONDecodeError, AttributeError, TypeError) as exc:
             raise UpstreamError(f"model {self.name!r} sent a malformed stream event: {exc}") from exc
         yield StreamChunk(delta="", usage=usage or Usage(), finish_reason=finish or "stop")
 
     async def aclose(self) -> None:
-        if self._client is not None and self._owns_client:
-            await self._client.aclose()
-            self._client = None
+        if self._owns_clients:
+            await self._clients.aclose()
