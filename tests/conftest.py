@@ -29,13 +29,13 @@ def _no_stray_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def fake_settings(data_dir: Path, **overrides: object) -> Settings:
     """Settings with the fake embedder and the scripted fake chat model."""
-    return Settings.load(
-        None,
-        data_dir=data_dir,
-        embeddings={"provider": "fake"},
-        models={"default_group": "fake", "groups": {"fake": [{"provider": "fake", "model": "fake"}]}},
-        **overrides,
-    )
+    values: dict[str, object] = {
+        "data_dir": data_dir,
+        "embeddings": {"provider": "fake"},
+        "models": {"default_group": "fake", "groups": {"fake": [{"provider": "fake", "model": "fake"}]}},
+    }
+    values.update(overrides)
+    return Settings.load(None, **values)
 
 
 @pytest.fixture

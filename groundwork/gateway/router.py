@@ -112,7 +112,8 @@ class Router:
         i = 0
         while i < len(chain):
             try:
-                return await self._run_group(chain[i], attempt, streaming, deadline, attempts)
+                more = i + 1 < len(chain) or bool(self.settings.context_window_fallbacks.get(group))
+                return await self._run_group(chain[i], attempt, streaming, deadline, attempts, more)
             except ContextWindowError as exc:
                 last = exc
                 extra = [g for g in self.settings.context_window_fallbacks.get(group, []) if g in self.groups]
@@ -148,6 +149,7 @@ class Router:
         streaming: bool,
         deadline: float,
         attempts: list[dict[str, Any]],
+        has_fallback: bool = False,
     ) -> T:
         deployments = self.groups[group]
         last: GroundworkError = UpstreamError(f"model group {group!r}: no deployment is available")
@@ -158,7 +160,7 @@ class Router:
                 raise _GroupExhausted(ModelTimeoutError(f"model group {group!r}: request deadline passed"))
             candidates = self._candidates(deployments, now)
             if not candidates:
-                await self._wait_for_capacity(group, deployments, now, deadline, last)
+                await self._wait_for_capacity(deployments, now, deadline, last, has_fallback)
                 continue
             d = self._strategies[group].pick(candidates, streaming)
             d.start(now)
@@ -177,8 +179,9 @@ class Router:
                     d.finish()
                 return result
             failures += 1
-            d.failures += 1
-            d.health.failure(error, self.clock())
+            if error.category != ErrorCategory.INPUT:  # a bad request says nothing about the deployment
+                d.failures += 1
+                d.health.failure(error, self.clock())
             attempts.append(
                 {
                     "group": group,
@@ -201,16 +204,24 @@ class Router:
 
     async def _wait_for_capacity(
         self,
-        group: str,
         deployments: Sequence[DeploymentState],
         now: float,
         deadline: float,
         last: GroundworkError,
+        has_fallback: bool,
     ) -> None:
-        """Every deployment is cooling down or busy: wait for the first to come back, within the deadline."""
-        cooling = [d.health.cooldown_until for d in deployments if d.health.cooldown_until > now]
+        """No deployment can take the request now.
+
+        Busy ones (at a concurrency or per-minute limit) are waited for briefly. Cooling-down ones are
+        waited for only when no fallback group remains and the cooldown ends within ``backoff_max_s``
+        (a ``Retry-After`` of a few seconds, say); otherwise the group is given up at once.
+        """
         busy = any(d.health.available(now) for d in deployments)  # available but at a limit
-        wake = min([*cooling, *([now + 0.005] if busy else [])], default=None)
+        cooling = [d.health.cooldown_until for d in deployments if d.health.cooldown_until > now]
+        wake: float | None = now + 0.005 if busy else None
+        if wake is None and cooling and not has_fallback:
+            first = min(cooling)
+            wake = first if first - now <= self.settings.backoff_max_s else None
         if wake is None or wake >= deadline:
             raise _GroupExhausted(last)
         await self.sleep(wake - now)
