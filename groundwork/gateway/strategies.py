@@ -57,8 +57,9 @@ class LeastLoaded:
     def pick(self, candidates: Sequence[DeploymentState], streaming: bool) -> DeploymentState:
         low = min(d.in_flight for d in candidates)
         tied = [d for d in candidates if d.in_flight == low]
+        choice = tied[self._tie % len(tied)]
         self._tie += 1
-        return tied[self._tie % len(tied)]
+        return choice
 
 
 class Latency:
