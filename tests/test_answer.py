@@ -109,6 +109,15 @@ def test_unsupported_sentences_are_dropped_supported_kept(loaded: Container) -> 
     assert answer.mode == "generated" and "pony" not in answer.text and "27 days" in answer.text
 
 
+def test_a_sentence_cut_by_max_tokens_is_dropped(loaded: Container) -> None:
+    first = "Full-time employees receive 27 days of annual leave per calendar year."
+    _model(loaded).enqueue(
+        first + " Part-time employees receive a pro-rata allowance based on" + " their hours" * 40
+    )
+    answer = asyncio.run(loaded.answerer.ask("How many days of annual leave do full-time staff get?"))
+    assert answer.mode == "generated" and answer.text == first + " [1]"
+
+
 def test_off_topic_question_says_the_documents_do_not_say_without_calling_the_model(
     loaded: Container,
 ) -> None:

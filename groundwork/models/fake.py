@@ -47,11 +47,13 @@ class FakeChatModel(ChatModel):
         if isinstance(item, BaseException):
             raise item
         opts = options or GenerationOptions()
-        words = item.split(" ")[: opts.max_tokens]
+        all_words = item.split(" ")
+        words = all_words[: opts.max_tokens]
         for i, word in enumerate(words):
             yield StreamChunk(delta=word if i == 0 else " " + word)
         prompt_tokens = sum(len(m.content.split()) for m in messages)
-        yield StreamChunk(delta="", usage=Usage(prompt_tokens, len(words)), finish_reason="stop")
+        finish = "length" if len(all_words) > opts.max_tokens else "stop"
+        yield StreamChunk(delta="", usage=Usage(prompt_tokens, len(words)), finish_reason=finish)
 
 
 class FakeEmbedder(EmbeddingModel):

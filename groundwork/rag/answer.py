@@ -36,6 +36,9 @@ SYSTEM_PROMPT = (
 
 Mode = Literal["generated", "extractive", "no_answer"]
 
+EXTRACT_RANK_PRIOR = 0.15
+"""Bonus of a sentence from the best-ranked chunk when choosing quotes (halved for the second, ...)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Answer:
@@ -170,6 +173,7 @@ class Answerer:
         t0 = time.perf_counter()
         parts: list[str] = []
         usage = Usage()
+        finish = "stop"
         first_token: float | None = None
         async for piece in self.model.stream(
             build_messages(question, context), GenerationOptions(max_tokens=self.settings.max_tokens)
@@ -181,12 +185,14 @@ class Answerer:
                     on_token(piece.delta)
             if piece.usage is not None:
                 usage = piece.usage
+            if piece.finish_reason is not None:
+                finish = piece.finish_reason
         draft = "".join(parts).strip()
         timings["generate"] = time.perf_counter() - t0
         if first_token is not None:
             timings["time_to_first_token"] = first_token - t0
         t1 = time.perf_counter()
-        text, citations, mode = self._verify(question, draft, retrieval)
+        text, citations, mode = self._verify(question, draft, retrieval, truncated=finish == "length")
         timings["verify"] = time.perf_counter() - t1
         timings["total"] = time.perf_counter() - started
         return Answer(
@@ -202,14 +208,17 @@ class Answerer:
         )
 
     def _verify(
-        self, question: str, draft: str, retrieval: Retrieval
+        self, question: str, draft: str, retrieval: Retrieval, truncated: bool = False
     ) -> tuple[str, tuple[Citation, ...], Mode]:
         context = retrieval.chunks[: self.context_chunks]
         sources = [sc.chunk.text for sc in context]
         citer = _Citer()
         kept: list[str] = []
         if draft and not is_refusal(draft):
-            for sentence in split_sentences(draft):
+            sentences = split_sentences(draft)
+            if truncated and sentences and sentences[-1][-1:] not in ".!?":
+                sentences.pop()  # cut off by max_tokens mid-sentence: not a claim anyone made
+            for sentence in sentences:
                 if not is_claim(sentence):
                     continue
                 support = best_support(sentence, sources)
@@ -225,11 +234,13 @@ class Answerer:
     def _extractive(self, question: str, retrieval: Retrieval) -> tuple[str, tuple[Citation, ...], Mode]:
         """The source sentences that best answer the question, each cited."""
         candidates: list[tuple[ScoredChunk, int, int, str]] = []
-        for sc in retrieval.chunks[: self.context_chunks]:
+        rank_prior: list[float] = []
+        for rank, sc in enumerate(retrieval.chunks[: self.context_chunks]):
             for s, e in sentence_spans(sc.chunk.text):
                 sentence = sc.chunk.text[s:e].strip()
                 if len(content_words(sentence)) >= 2:
                     candidates.append((sc, sc.chunk.start + s, sc.chunk.start + e, sentence))
+                    rank_prior.append(EXTRACT_RANK_PRIOR / (rank + 1))
         if not candidates:
             return NO_ANSWER, (), "no_answer"
         qwords = content_words(question)
@@ -240,7 +251,8 @@ class Answerer:
         )
         if float(cosine.max()) < self.settings.min_extract_score:
             return NO_ANSWER, (), "no_answer"  # no sentence is about the question: do not quote a neighbour
-        scores = cosine + 0.5 * overlap
+        # similarity to the question, its words, and trust in the retriever's ranking of the chunk
+        scores = cosine + 0.5 * overlap + np.asarray(rank_prior, dtype=np.float32)
         order = np.argsort(-scores)
         best = float(scores[order[0]])
         citer = _Citer()
