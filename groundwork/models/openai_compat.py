@@ -95,6 +95,12 @@ class OpenAICompatibleChatModel(ChatModel):
             payload["stop"] = list(opts.stop)
         return payload
 
+    def _transport_error(self, exc: httpx.TransportError) -> GroundworkError:
+        """A timeout or a connection failure, translated (timeouts are a subclass of transport errors)."""
+        if isinstance(exc, httpx.TimeoutException):
+            return ModelTimeoutError(f"model {self.name!r} at {self._url} timed out after {self.timeout_s}s")
+        return UpstreamError(f"model {self.name!r} at {self._url} is unreachable: {exc!r}")
+
     async def generate(
         self, messages: Sequence[Message], options: GenerationOptions | None = None
     ) -> Completion:
@@ -104,12 +110,8 @@ class OpenAICompatibleChatModel(ChatModel):
             resp = await self._clients.get().post(
                 self._url, json=payload, headers=self._headers(), timeout=self.timeout_s
             )
-        except httpx.TimeoutException as exc:
-            raise ModelTimeoutError(
-                f"model {self.name!r} at {self._url} timed out after {self.timeout_s}s"
-            ) from exc
         except httpx.TransportError as exc:
-            raise UpstreamError(f"model {self.name!r} at {self._url} is unreachable: {exc!r}") from exc
+            raise self._transport_error(exc) from exc
         if resp.status_code >= 400:
             raise translate_http_error(resp.status_code, resp.text, resp.headers, self.name)
         try:
@@ -159,12 +161,8 @@ class OpenAICompatibleChatModel(ChatModel):
                         finish = choice.get("finish_reason") or finish
                         if delta:
                             yield StreamChunk(delta=delta)
-        except httpx.TimeoutException as exc:
-            raise ModelTimeoutError(
-                f"model {self.name!r} at {url} timed out after {self.timeout_s}s"
-            ) from exc
         except httpx.TransportError as exc:
-            raise UpstreamError(f"model {self.name!r} at {url} is unreachable: {exc!r}") from exc
+            raise self._transport_error(exc) from exc
         except (json.JSONDecodeError, AttributeError, TypeError) as exc:
             raise UpstreamError(f"model {self.name!r} sent a malformed stream event: {exc}") from exc
         yield StreamChunk(delta="", usage=usage or Usage(), finish_reason=finish or "stop")
