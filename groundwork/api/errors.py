@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -23,7 +24,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from groundwork.errors import GroundworkError, InputError, RateLimitError
+from groundwork.errors import GroundworkError, InputError
 
 logger = logging.getLogger("groundwork.api")
 
@@ -47,27 +48,35 @@ class RequestValidationFailed(InputError):
         self.param = param
 
 
+# pydantic names the member of a union that failed in the error's location ("stop.list[str].1");
+# a client knows fields, not our type annotations.
+_UNION_MEMBER = re.compile(r"^(str|int|float|bool|none|.*\[.*\]|function-.*)$")
+
+
 def _path(loc: tuple[int | str, ...]) -> str:
-    return ".".join(str(p) for p in loc)
+    return ".".join(str(p) for p in loc if not (isinstance(p, str) and _UNION_MEMBER.match(p)))
 
 
-def validation_error(errors: list[Any] | tuple[Any, ...], *, skip_body: bool = False) -> InputError:
+def validation_error(errors: Sequence[Any], *, skip_body: bool = False) -> InputError:
     """Describe pydantic errors as one :class:`InputError`: ``"messages.0.role: Input should be ..."``."""
-    problems: list[str] = []
-    first_param: str | None = None
-    for err in errors[:5]:
-        loc = tuple(err.get("loc", ()))
-        if skip_body and loc[:1] == ("body",):
-            loc = loc[1:]
+    found: list[tuple[str, str]] = []
+    for err in errors:
         if err.get("type") == "json_invalid":
             detail = err.get("ctx", {}).get("error", err.get("msg", ""))
             return RequestValidationFailed(f"the request body is not valid JSON: {detail}")
-        path = _path(loc) or "body"
-        first_param = first_param or path
-        problems.append(f"{path}: {err.get('msg', 'invalid')}")
-    if len(errors) > 5:
-        problems.append(f"... and {len(errors) - 5} more")
-    return RequestValidationFailed("; ".join(problems) or "invalid request", param=first_param)
+        loc = tuple(err.get("loc", ()))
+        if skip_body and loc[:1] == ("body",):
+            loc = loc[1:]
+        message = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        found.append((_path(loc) or "body", message))
+    # Of a union's failed members, keep the one that got furthest ("stop.1", not also "stop").
+    paths = {path for path, _ in found}
+    found = [(p, m) for p, m in found if not any(q.startswith(p + ".") for q in paths)]
+    problems = [f"{path}: {message}" for path, message in found[:5]]
+    if len(found) > 5:
+        problems.append(f"... and {len(found) - 5} more")
+    param = found[0][0] if found else None
+    return RequestValidationFailed("; ".join(problems) or "invalid request", param=param)
 
 
 def error_payload(exc: GroundworkError, *, code: str | None = None, param: str | None = None) -> bytes:
@@ -94,9 +103,10 @@ def error_response(
     log = logger.warning if status >= 500 else logger.info
     log("request %s failed: %s %s (%s)", request_id, exc.error_id, type(exc).__name__, exc.message)
     headers: Mapping[str, str] | None = None
-    if isinstance(exc, RateLimitError):
-        retry_after = exc.retry_after if exc.retry_after is not None else 1.0
-        headers = {"retry-after": str(max(1, math.ceil(retry_after)))}
+    if status == 429:  # a RateLimitError, or a router's aggregate whose last attempt was one
+        retry_after = getattr(exc, "retry_after", None)
+        seconds = retry_after if isinstance(retry_after, int | float) else 1.0
+        headers = {"retry-after": str(max(1, math.ceil(seconds)))}
     body = error_payload(exc, code=code, param=param)
     return Response(body, status_code=status, headers=headers, media_type="application/json")
 

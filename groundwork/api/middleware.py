@@ -18,10 +18,9 @@
 
 from __future__ import annotations
 
+import os
 import re
 import time
-import uuid
-from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -65,7 +64,7 @@ class GatewayMiddleware:
             elif name == b"content-length":
                 length = value
         if request_id is None or _SANE_ID.fullmatch(request_id) is None:
-            request_id = uuid.uuid4().hex.encode()
+            request_id = os.urandom(12).hex().encode()
         rid = request_id.decode()
         scope[REQUEST_ID_KEY] = rid
         started = False
@@ -75,10 +74,11 @@ class GatewayMiddleware:
             if message["type"] == "http.response.start":
                 started = True
                 overhead = time.perf_counter() - start - scope.get(MODEL_TIME_KEY, 0.0)
-                headers = list(message.get("headers", ()))
-                headers.append((b"x-request-id", request_id))
-                headers.append((b"x-groundwork-overhead-ms", b"%.3f" % (max(overhead, 0.0) * 1000)))
-                message = {**message, "headers": headers}
+                message["headers"] = [
+                    *message.get("headers", ()),
+                    (b"x-request-id", request_id),
+                    (b"x-groundwork-overhead-ms", b"%.3f" % (max(overhead, 0.0) * 1000)),
+                ]
             await send(message)
 
         limit = self.max_body_bytes
@@ -102,7 +102,7 @@ def _counting(receive: Receive, limit: int) -> Receive:
 
     async def counted() -> Message:
         nonlocal received
-        message: dict[str, Any] = await receive()
+        message = await receive()
         if message["type"] == "http.request":
             received += len(message.get("body", b""))
             if received > limit:

@@ -39,6 +39,13 @@ class ChatMessage(BaseModel):
     role: Literal["system", "user", "assistant"]
     content: str | list[TextPart]
 
+    @field_validator("content", mode="before")
+    @classmethod
+    def _text_or_parts(cls, value: object) -> object:
+        if not isinstance(value, str | list):
+            raise ValueError("content must be a string or a list of text parts")
+        return value
+
     def to_message(self) -> Message:
         content = self.content
         if not isinstance(content, str):
@@ -72,6 +79,13 @@ class ChatCompletionRequest(_Body):
     def _one_choice(cls, value: int | None) -> int | None:
         if value is not None and value != 1:
             raise ValueError("only n=1 is supported")
+        return value
+
+    @field_validator("stop", mode="before")
+    @classmethod
+    def _str_or_list(cls, value: object) -> object:
+        if value is not None and not isinstance(value, str | list):
+            raise ValueError("stop must be a string or a list of strings")
         return value
 
     @field_validator("stop")
@@ -110,6 +124,13 @@ class EmbeddingRequest(_Body):
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(default=None, ge=1)
 
+    @field_validator("input", mode="before")
+    @classmethod
+    def _texts_only(cls, value: object) -> object:
+        if not isinstance(value, str | list):
+            raise ValueError("input must be a string or a list of strings (token arrays are not supported)")
+        return value
+
     @field_validator("input")
     @classmethod
     def _some_texts(cls, value: str | list[str]) -> str | list[str]:
@@ -135,9 +156,7 @@ def openapi_body(model: type[BaseModel]) -> dict[str, Any]:
 def openapi_components() -> dict[str, Any]:
     """The JSON schemas of the request bodies, for ``components.schemas`` of the OpenAPI document."""
     schemas: dict[str, Any] = {}
-    for model in _B = TypeVar("_B", bound=BaseModel)
-
-REQUEST_MODELS:
+    for model in REQUEST_MODELS:
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema

@@ -279,6 +279,31 @@ def docs_delete(
     out.print(f"deleted {document_id}")
 
 
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8080,
+    access_log: Annotated[bool, typer.Option("--access-log", help="Log every request.")] = False,
+    model: ModelOpt = None,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Run the HTTP gateway: OpenAI-compatible /v1/chat/completions, /v1/embeddings, /v1/models."""
+    import uvicorn
+
+    from groundwork.api import create_app
+    from groundwork.api.server import server_config
+
+    try:
+        c = _container(config, data_dir, model)
+    except GroundworkError as exc:
+        raise _fail(exc) from exc
+    try:
+        uvicorn.Server(server_config(create_app(c), host, port, access_log=access_log)).run()
+    finally:
+        c.close()
+
+
 def main() -> None:
     """Console-script entry point."""
     try:

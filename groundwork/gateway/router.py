@@ -152,7 +152,7 @@ class Router:
         has_fallback: bool = False,
     ) -> T:
         deployments = self.groups[group]
-        last: GroundworkError = UpstreamError(f"model group {group!r}: no deployment is available")
+        last: GroundworkError | None = None  # built only on failure: this loop is the hot path
         failures = 0
         while failures <= self.settings.num_retries:
             now = self.clock()
@@ -160,7 +160,9 @@ class Router:
                 raise _GroupExhausted(ModelTimeoutError(f"model group {group!r}: request deadline passed"))
             candidates = self._candidates(deployments, now)
             if not candidates:
-                await self._wait_for_capacity(deployments, now, deadline, last, has_fallback)
+                await self._wait_for_capacity(
+                    deployments, now, deadline, last or _unavailable(group), has_fallback
+                )
                 continue
             d = self._strategies[group].pick(candidates, streaming)
             d.start(now)
@@ -200,7 +202,7 @@ class Router:
                 if self.clock() + wait >= deadline:
                     break
                 await self.sleep(wait)
-        raise _GroupExhausted(last)
+        raise _GroupExhausted(last or _unavailable(group))
 
     async def _wait_for_capacity(
         self,
@@ -225,6 +227,10 @@ class Router:
         if wake is None or wake >= deadline:
             raise _GroupExhausted(last)
         await self.sleep(wake - now)
+
+
+def _unavailable(group: str) -> GroundworkError:
+    return UpstreamError(f"model group {group!r}: no deployment is available (all cooling down or busy)")
 
 
 def _classify(exc: BaseException, d: DeploymentState, timeout_s: float) -> GroundworkError | None:
