@@ -96,9 +96,20 @@ class RouterSettings(_Section):
 class EmbeddingSettings(_Section):
     """The embedding model used for ingestion and retrieval."""
 
-    provider: Literal["minilm", "fake"] = "minilm"
+    provider: Literal["minilm", "fake", "openai"] = "minilm"
     batch_size: int = Field(default=32, ge=1, le=1024)
-    dimensions: int = Field(default=384, ge=8, description="Only used by the fake embedder.")
+    dimensions: int = Field(default=384, ge=8, description="Vector size of the fake and remote embedders.")
+    model: str = Field(default="all-MiniLM-L6-v2", description="Model name sent to a remote server.")
+    base_url: str | None = None
+    api_key_env: str | None = None
+
+    @model_validator(mode="after")
+    def _openai_needs_url(self) -> EmbeddingSettings:
+        if self.provider == "openai" and not self.base_url:
+            raise ValueError(
+                "provider 'openai' needs base_url (e.g. http://127.0.0.1:8000/v1) and dimensions"
+            )
+        return self
 
 
 class StorageSettings(_Section):

@@ -62,9 +62,18 @@ def _minilm(s: Settings) -> EmbeddingModel:
     return MiniLMEmbedder(batch_size=s.embeddings.batch_size)
 
 
+def _openai_embedder(s: Settings) -> EmbeddingModel:
+    from groundwork.models.openai_embeddings import OpenAICompatibleEmbedder
+
+    e = s.embeddings
+    assert e.base_url is not None  # checked by the settings
+    return OpenAICompatibleEmbedder(e.model, e.base_url, e.dimensions, e.api_key_env, batch_size=e.batch_size)
+
+
 EMBEDDING_PROVIDERS: dict[str, Callable[[Settings], EmbeddingModel]] = {
     "minilm": _minilm,
     "fake": lambda s: FakeEmbedder(s.embeddings.dimensions),
+    "openai": _openai_embedder,
 }
 
 

@@ -21,6 +21,7 @@ The tree::
     │   ├── ModelTimeoutError        (timeout)      the call exceeded its deadline; retryable
     │   ├── UpstreamError            (upstream)     the provider answered 5xx or was unreachable; retryable
     │   ├── ContextWindowError       (input)        the prompt does not fit the model's window
+    │   ├── ContentPolicyError       (input)        the provider refused the content (safety filter)
     │   ├── AllAttemptsFailedError   (upstream)     every deployment and fallback failed; lists each attempt
     │   └── StreamInterruptedError   (upstream)     a stream failed after tokens were sent; not retried
     ├── StorageError                 (storage)      the store failed or is inconsistent
@@ -213,6 +214,13 @@ class UpstreamError(ModelError):
 
 class ContextWindowError(ModelError):
     """The prompt does not fit the model's context window."""
+
+    category = ErrorCategory.INPUT
+    severity = Severity.WARNING
+
+
+class ContentPolicyError(ModelError):
+    """The provider's safety filter refused the prompt or the answer; retrying will not help."""
 
     category = ErrorCategory.INPUT
     severity = Severity.WARNING

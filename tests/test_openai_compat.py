@@ -17,6 +17,7 @@ from groundwork.container import Container
 from groundwork.errors import (
     AuthError,
     ConfigError,
+    ContentPolicyError,
     ContextWindowError,
     ModelTimeoutError,
     RateLimitError,
@@ -39,6 +40,12 @@ class _Upstream(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["content-length"])))
         type(self).requests.append({"body": body, "auth": self.headers.get("authorization")})
+        if self.path.endswith("/embeddings"):
+            vectors = [[float(len(t)), float(t.count("e")), 1, 2, 3, 4, 5, 6] for t in body["input"]]
+            data = [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)]
+            data.reverse()  # servers may answer out of order: the index decides
+            self._error(200, {"object": "list", "data": data, "model": body["model"]})
+            return
         model = body["model"]
         if model == "ok" and not body["stream"]:
             self._json(ANSWER, len(ANSWER.split(" ")))
@@ -50,6 +57,8 @@ class _Upstream(BaseHTTPRequestHandler):
             self._error(500, {"error": {"message": "internal"}})
         elif model == "auth":
             self._error(401, {"error": {"message": "bad key"}})
+        elif model == "filtered":
+            self._error(400, {"error": {"message": "blocked", "code": "content_filter"}})
         elif model == "too-long":
             self._error(400, {"error": {"message": "This model's maximum context length is 4096 tokens"}})
         elif model == "slow":
@@ -153,6 +162,7 @@ def test_streams_text_and_usage(upstream: str, monkeypatch: pytest.MonkeyPatch) 
         ("broken", UpstreamError, True),
         ("auth", AuthError, False),
         ("too-long", ContextWindowError, False),
+        ("filtered", ContentPolicyError, False),
     ],
 )
 def test_http_errors_are_translated(
@@ -163,6 +173,7 @@ def test_http_errors_are_translated(
     exc = info.value
     assert getattr(exc, "retryable") is retryable  # noqa: B009
     assert exc.details["status_code"] in (429, 500, 401, 400)  # type: ignore[attr-defined]
+    assert exc.http_status < 500 or exc.retryable  # type: ignore[attr-defined]
     if model == "rate-limited":
         assert exc.retry_after == 7.0  # type: ignore[attr-defined]
 
@@ -195,4 +206,31 @@ def test_a_remote_model_is_used_through_configuration_alone(
     answer = asyncio.run(c.answerer.ask("How many days of annual leave do full-time staff get?"))
     assert answer.mode == "generated" and answer.text == ANSWER + " [1]"
     assert Path(answer.citations[0].source).name == "leave-policy.md"
+    c.close()
+
+
+def test_remote_embeddings_sync_and_async(upstream: str) -> None:
+    from groundwork.errors import UpstreamError as Upstream
+    from groundwork.models.openai_embeddings import OpenAICompatibleEmbedder
+
+    emb = OpenAICompatibleEmbedder("e", upstream, dimensions=8, batch_size=2)
+    texts = ["one", "three", "seventeen"]
+    vecs = emb.embed(texts)
+    assert vecs.shape == (3, 8)
+    assert all(abs(float((v * v).sum()) - 1.0) < 1e-5 for v in vecs)  # normalised here
+    assert vecs[0][0] < vecs[2][0]  # the order of the inputs is kept
+    assert (asyncio.run(emb.aembed(texts)) - vecs).max() < 1e-6
+    with pytest.raises(Upstream, match="expected"):
+        OpenAICompatibleEmbedder("e", upstream, dimensions=16).embed(["x"])
+
+
+def test_remote_embedder_through_configuration(upstream: str, tmp_path: Path, handbook: Path) -> None:
+    config = tmp_path / "groundwork.yaml"
+    config.write_text(
+        f"data_dir: {tmp_path / 'data'}\n"
+        f"embeddings:\n  provider: openai\n  model: e\n  dimensions: 8\n  base_url: {upstream}\n"
+    )
+    c = Container(Settings.load(config))
+    report = c.ingestor.ingest_bytes(b"# Note\n\nThe canteen opens at noon.\n", "note.md")
+    assert report.added == ["note.md"] and len(c.vectors) == 1
     c.close()

@@ -16,6 +16,7 @@ import httpx
 from groundwork.errors import (
     AuthError,
     ConfigError,
+    ContentPolicyError,
     ContextWindowError,
     GroundworkError,
     InputError,
@@ -45,6 +46,12 @@ def translate_http_error(status: int, body: str, headers: httpx.Headers, model: 
         lowered = body.lower()
         if "context" in lowered and ("length" in lowered or "window" in lowered):
             return ContextWindowError(text, details=details)
+        if (
+            "content_filter" in lowered
+            or "content_policy" in lowered
+            or "content management policy" in lowered
+        ):
+            return ContentPolicyError(text, details=details)
         return InputError(text, details=details)
     if status == 408:
         return ModelTimeoutError(text, details=details)
