@@ -125,6 +125,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 256  # the default backlog of 5 stalls concurrent clients on SYN retries
 
     def handle_error(self, request: object, client_address: object) -> None:
         pass  # resets and hang-ups are the point of this server
