@@ -12,6 +12,7 @@ Grounding does not rest on the model alone (the embedded default has 135M parame
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -156,7 +157,8 @@ class Answerer:
     ) -> Answer:
         """Answer ``question`` from what ``principal`` may read in ``collection``."""
         started = time.perf_counter()
-        retrieval = self.retriever.retrieve(question, collection, principal, top_k)
+        # retrieval and verification embed text on the CPU: keep them off the event loop
+        retrieval = await asyncio.to_thread(self.retriever.retrieve, question, collection, principal, top_k)
         timings = {f"retrieve.{k}": v for k, v in retrieval.timings.items()}
         if not retrieval.chunks or retrieval.best_vector_score < self.min_vector_score:
             timings["total"] = time.perf_counter() - started
@@ -192,7 +194,9 @@ class Answerer:
         if first_token is not None:
             timings["time_to_first_token"] = first_token - t0
         t1 = time.perf_counter()
-        text, citations, mode = self._verify(question, draft, retrieval, truncated=finish == "length")
+        text, citations, mode = await asyncio.to_thread(
+            self._verify, question, draft, retrieval, finish == "length"
+        )
         timings["verify"] = time.perf_counter() - t1
         timings["total"] = time.perf_counter() - started
         return Answer(
