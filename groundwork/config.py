@@ -142,6 +142,9 @@ class RetrievalSettings(_Section):
     top_k: int = Field(default=4, ge=1, le=100)
     candidates: int = Field(default=30, ge=1, le=1000)
     rrf_k: int = Field(default=60, ge=1)
+    mmr_lambda: float | None = Field(
+        default=None, ge=0, le=1, description="Diversify results with maximal marginal relevance (1 = off)."
+    )
     vector_weight: float = Field(default=1.0, ge=0)
     keyword_weight: float = Field(default=1.0, ge=0)
     min_vector_score: float = Field(
@@ -328,6 +331,7 @@ retrieval:
   top_k: 4
   candidates: 30          # per retriever, before fusion
   rrf_k: 60
+  mmr_lambda: null        # e.g. 0.7 to diversify the top-k with maximal marginal relevance
   vector_weight: 1.0
   keyword_weight: 1.0
   min_vector_score: 0.30  # below this best cosine, the answer is "the documents do not say"

@@ -92,6 +92,9 @@ class Document:
     chunk_count: int = 0
     groups: tuple[str, ...] = ()
     ingested_at: float = 0.0
+    tags: tuple[str, ...] = ()
+    modified_at: float = 0.0
+    """When the source last changed (the file's mtime, or the upload time)."""
 
 
 @dataclass(frozen=True, slots=True)

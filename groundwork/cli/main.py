@@ -19,6 +19,7 @@ from groundwork.container import Container
 from groundwork.errors import GroundworkError
 from groundwork.rag.answer import Answer
 from groundwork.rag.ingest import IngestReport
+from groundwork.rag.retrieval import Filters
 
 app = typer.Typer(
     name="groundwork",
@@ -81,7 +82,13 @@ def init(
     out.print(f"wrote {target} and {directory / '.groundwork'}/")
 
 
-def _run_ingest(c: Container, paths: list[Path], collection: str, groups: list[str]) -> IngestReport:
+def _csv(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _run_ingest(
+    c: Container, paths: list[Path], collection: str, groups: list[str], tags: list[str] | None = None
+) -> IngestReport:
     with Progress(
         TextColumn("[bold]ingesting[/]"),
         BarColumn(),
@@ -96,7 +103,7 @@ def _run_ingest(c: Container, paths: list[Path], collection: str, groups: list[s
         def progress(source: str, done: int, total: int) -> None:
             bar.update(task, completed=done, total=total, description=Path(source).name)
 
-        return c.ingestor.ingest_paths(paths, collection, groups, progress)
+        return c.ingestor.ingest_paths(paths, collection, groups, progress, tags or [])
 
 
 def _print_report(report: IngestReport) -> None:
@@ -115,6 +122,7 @@ def ingest(
     paths: Annotated[list[Path], typer.Argument(help="Files or folders to ingest.")],
     collection: CollectionOpt = "default",
     groups: Annotated[str, typer.Option("--groups", help="Comma-separated groups allowed to read.")] = "",
+    tags: Annotated[str, typer.Option("--tags", help="Comma-separated tags to filter on later.")] = "",
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
@@ -122,7 +130,7 @@ def ingest(
     """Ingest files and folders (.md .txt .html .pdf .docx): incremental, one transaction per document."""
     try:
         c = _container(config, data_dir)
-        report = _run_ingest(c, paths, collection, [g.strip() for g in groups.split(",") if g.strip()])
+        report = _run_ingest(c, paths, collection, _csv(groups), _csv(tags))
         c.close()
     except GroundworkError as exc:
         raise _fail(exc) from exc
@@ -156,7 +164,9 @@ def _print_answer(answer: Answer, streamed: bool) -> None:
         out.print(f"[dim](best match similarity {answer.best_vector_score:.2f} is below the threshold)[/]")
 
 
-def _ask(c: Container, question: str, collection: str, stream: bool) -> Answer:
+def _ask(
+    c: Container, question: str, collection: str, stream: bool, filters: Filters | None = None
+) -> Answer:
     if stream:
         out.print("[dim]draft:[/] ", end="")
 
@@ -164,8 +174,8 @@ def _ask(c: Container, question: str, collection: str, stream: bool) -> Answer:
             out.print(piece, end="", style="dim", highlight=False, markup=False)
             out.file.flush()
 
-        return asyncio.run(c.answerer.ask(question, collection, on_token=on_token))
-    return asyncio.run(c.answerer.ask(question, collection))
+        return asyncio.run(c.answerer.ask(question, collection, on_token=on_token, filters=filters))
+    return asyncio.run(c.answerer.ask(question, collection, filters=filters))
 
 
 @app.command()
@@ -178,6 +188,12 @@ def ask(
     stream: Annotated[
         bool, typer.Option("--stream/--no-stream", help="Show the model's draft as it is written.")
     ] = True,
+    path_prefix: Annotated[
+        str | None, typer.Option("--path-prefix", help="Only documents whose path starts with this.")
+    ] = None,
+    tag: Annotated[
+        list[str] | None, typer.Option("--tag", help="Only documents with this tag (repeatable).")
+    ] = None,
     model: ModelOpt = None,
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
@@ -194,7 +210,8 @@ def ask(
                 "run `groundwork ingest PATH` first"
             )
             raise typer.Exit(2)
-        answer = _ask(c, question, collection, stream and not as_json)
+        filters = Filters(path_prefix=path_prefix, tags=tuple(tag) if tag else None)
+        answer = _ask(c, question, collection, stream and not as_json, filters)
         c.close()
     except GroundworkError as exc:
         raise _fail(exc) from exc

@@ -24,7 +24,7 @@ from groundwork.config import AnswerSettings
 from groundwork.models.base import ChatModel, EmbeddingModel
 from groundwork.rag.chunking import sentence_spans
 from groundwork.rag.grounding import best_support, content_words, is_claim, is_refusal, split_sentences
-from groundwork.rag.retrieval import Retrieval, Retriever
+from groundwork.rag.retrieval import Filters, Retrieval, Retriever
 from groundwork.types import LOCAL_ADMIN, Citation, GenerationOptions, Message, Principal, ScoredChunk, Usage
 
 NO_ANSWER = "The documents do not say."
@@ -154,11 +154,14 @@ class Answerer:
         principal: Principal = LOCAL_ADMIN,
         on_token: Callable[[str], None] | None = None,
         top_k: int | None = None,
+        filters: Filters | None = None,
     ) -> Answer:
         """Answer ``question`` from what ``principal`` may read in ``collection``."""
         started = time.perf_counter()
         # retrieval and verification embed text on the CPU: keep them off the event loop
-        retrieval = await asyncio.to_thread(self.retriever.retrieve, question, collection, principal, top_k)
+        retrieval = await asyncio.to_thread(
+            self.retriever.retrieve, question, collection, principal, top_k, filters
+        )
         timings = {f"retrieve.{k}": v for k, v in retrieval.timings.items()}
         if not retrieval.chunks or retrieval.best_vector_score < self.min_vector_score:
             timings["total"] = time.perf_counter() - started

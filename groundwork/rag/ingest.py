@@ -53,6 +53,13 @@ class IngestReport:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class _Meta:
+    groups: tuple[str, ...]
+    tags: tuple[str, ...]
+    modified_at: float
+
+
 def document_id(collection: str, source: str) -> str:
     """Stable id of the document at ``source`` in ``collection``."""
     return hashlib.sha256(f"{collection}\0{source}".encode()).hexdigest()[:20]
@@ -101,6 +108,7 @@ class Ingestor:
         collection: str = "default",
         groups: Sequence[str] = (),
         progress: Progress | None = None,
+        tags: Sequence[str] = (),
     ) -> IngestReport:
         """Ingest files and folders into ``collection``; see the module docstring for the rules."""
         started = time.perf_counter()
@@ -112,7 +120,8 @@ class Ingestor:
                 source = str(path)
                 seen.add(source)
                 try:
-                    self._ingest_one(path.read_bytes(), source, collection, tuple(sorted(groups)), report)
+                    meta = _Meta(tuple(sorted(set(groups))), tuple(sorted(set(tags))), path.stat().st_mtime)
+                    self._ingest_one(path.read_bytes(), source, collection, meta, report)
                 except GroundworkError as exc:
                     report.failed.append((source, exc.message))
                 except OSError as exc:
@@ -127,13 +136,19 @@ class Ingestor:
         return report
 
     def ingest_bytes(
-        self, data: bytes, source: str, collection: str = "default", groups: Sequence[str] = ()
+        self,
+        data: bytes,
+        source: str,
+        collection: str = "default",
+        groups: Sequence[str] = (),
+        tags: Sequence[str] = (),
     ) -> IngestReport:
         """Ingest one in-memory file (an upload); ``source`` names it and picks the loader."""
         started = time.perf_counter()
         report = IngestReport()
         try:
-            self._ingest_one(data, source, collection, tuple(sorted(groups)), report)
+            meta = _Meta(tuple(sorted(set(groups))), tuple(sorted(set(tags))), time.time())
+            self._ingest_one(data, source, collection, meta, report)
         finally:
             self.vectors.flush(self.documents.generation)
             report.seconds = time.perf_counter() - started
@@ -156,11 +171,15 @@ class Ingestor:
                 report.deleted.append(doc.source)
 
     def _ingest_one(
-        self, data: bytes, source: str, collection: str, groups: tuple[str, ...], report: IngestReport
+        self, data: bytes, source: str, collection: str, meta: _Meta, report: IngestReport
     ) -> None:
         content_hash = hashlib.sha256(data).hexdigest()
         existing = self.documents.find_document(collection, source)
-        if existing is not None and existing.content_hash == content_hash and existing.groups == groups:
+        if (
+            existing is not None
+            and existing.content_hash == content_hash
+            and (existing.groups, existing.tags) == (meta.groups, meta.tags)
+        ):
             report.unchanged.append(source)
             return
         parsed = load_bytes(data, source, self.loaders)
@@ -175,8 +194,10 @@ class Ingestor:
             content_hash=content_hash,
             media_type=parsed.media_type,
             chunk_count=len(spans),
-            groups=groups,
+            groups=meta.groups,
             ingested_at=time.time(),
+            tags=meta.tags,
+            modified_at=meta.modified_at,
         )
         chunks = [
             Chunk(

@@ -95,6 +95,12 @@ class FaissVectorStore:
             self._row = {int(i): r for r, i in enumerate(self._ids)}
             self._hnsw = None
 
+    def get_vectors(self, ids: IdArray) -> FloatArray:
+        with self._lock:
+            self._consolidate()
+            rows = [self._row[int(i)] for i in ids]
+            return self._vecs[rows] if rows else np.zeros((0, self.dimensions), dtype=np.float32)
+
     def _graph(self) -> Any:
         if self._hnsw is None:
             index = faiss.IndexHNSWFlat(self.dimensions, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)

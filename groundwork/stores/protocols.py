@@ -17,10 +17,22 @@ IdArray = npt.NDArray[np.int64]
 
 @dataclass(frozen=True, slots=True)
 class ChunkFilter:
-    """Which chunks a search may return. ``groups=None`` means no permission filter (admin)."""
+    """Which chunks a search may return. ``groups=None`` means no permission filter (admin).
+
+    ``source_prefix`` keeps documents whose path starts with it; ``tags`` keeps documents carrying any of
+    them; ``modified_after``/``modified_before`` bound the source's modification time (epoch seconds).
+    """
 
     collection: str | None = None
     groups: tuple[str, ...] | None = None
+    source_prefix: str | None = None
+    tags: tuple[str, ...] | None = None
+    modified_after: float | None = None
+    modified_before: float | None = None
+
+    @property
+    def is_empty(self) -> bool:
+        return all(getattr(self, f) is None for f in self.__slots__)
 
 
 @runtime_checkable
@@ -35,6 +47,9 @@ class VectorStore(Protocol):
 
     def query(self, vector: FloatArray, k: int, allowed: IdArray | None = None) -> list[tuple[int, float]]:
         """The ``k`` nearest ids with their similarity, restricted to ``allowed`` when given."""
+
+    def get_vectors(self, ids: IdArray) -> FloatArray:
+        """The stored vectors of ``ids`` (rows in the same order); unknown ids raise ``KeyError``."""
 
     def flush(self, generation: int) -> None:
         """Persist what a restart needs, recording the document store's ``generation`` (no-op if none)."""

@@ -83,7 +83,22 @@ def _m1_schema(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m1_schema]
+def _m2_tags_and_mtime(db: sqlite3.Connection) -> None:
+    db.execute("ALTER TABLE documents ADD COLUMN tags TEXT NOT NULL DEFAULT '[]'")
+    db.execute("ALTER TABLE documents ADD COLUMN modified_at REAL NOT NULL DEFAULT 0")
+    db.execute(
+        "CREATE TABLE document_tags (document_id TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,"
+        " tag TEXT NOT NULL, PRIMARY KEY (document_id, tag))"
+    )
+    db.execute("CREATE INDEX documents_by_source ON documents(collection, source)")
+
+
+_DOC_COLUMNS = (
+    "id, collection, source, title, content_hash, media_type, chunk_count, groups, ingested_at, tags,"
+    " modified_at"
+)
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m1_schema, _m2_tags_and_mtime]
 """Ordered schema migrations; the number applied is recorded in ``PRAGMA user_version``."""
 
 
@@ -178,7 +193,8 @@ class SQLiteDocumentStore:
             self._delete_chunks(db, document.id)
             db.execute("DELETE FROM documents WHERE id=?", (document.id,))
             db.execute(
-                "INSERT INTO documents VALUES (?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO documents (id, collection, source, title, content_hash, media_type, chunk_count,"
+                " groups, ingested_at, tags, modified_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     document.id,
                     document.collection,
@@ -189,10 +205,15 @@ class SQLiteDocumentStore:
                     len(chunks),
                     json.dumps(list(document.groups)),
                     document.ingested_at,
+                    json.dumps(list(document.tags)),
+                    document.modified_at,
                 ),
             )
             db.executemany(
                 "INSERT INTO document_groups VALUES (?,?)", [(document.id, g) for g in document.groups]
+            )
+            db.executemany(
+                "INSERT INTO document_tags VALUES (?,?)", [(document.id, t) for t in document.tags]
             )
             for chunk, vec in zip(chunks, vecs, strict=True):
                 cur = db.execute(
@@ -241,22 +262,26 @@ class SQLiteDocumentStore:
             chunk_count=int(str(row[6])),
             groups=tuple(json.loads(str(row[7]))),
             ingested_at=float(str(row[8])),
+            tags=tuple(json.loads(str(row[9]))),
+            modified_at=float(str(row[10])),
         )
 
     def get_document(self, document_id: str) -> Document | None:
         with self._lock:
-            row = self._db.execute("SELECT * FROM documents WHERE id=?", (document_id,)).fetchone()
+            row = self._db.execute(
+                f"SELECT {_DOC_COLUMNS} FROM documents WHERE id=?", (document_id,)
+            ).fetchone()
         return self._document(row) if row else None
 
     def find_document(self, collection: str, source: str) -> Document | None:
         with self._lock:
             row = self._db.execute(
-                "SELECT * FROM documents WHERE collection=? AND source=?", (collection, source)
+                f"SELECT {_DOC_COLUMNS} FROM documents WHERE collection=? AND source=?", (collection, source)
             ).fetchone()
         return self._document(row) if row else None
 
     def list_documents(self, collection: str | None = None) -> list[Document]:
-        sql, args = "SELECT * FROM documents", tuple[str, ...]()
+        sql, args = f"SELECT {_DOC_COLUMNS} FROM documents", tuple[str, ...]()
         if collection is not None:
             sql, args = sql + " WHERE collection=?", (collection,)
         with self._lock:
@@ -310,6 +335,29 @@ class SQLiteDocumentStore:
                 f" AND g.grp IN ({marks}))"
             )
             args.extend(flt.groups)
+        if flt.tags is not None:
+            marks = ",".join("?" * len(flt.tags)) or "NULL"
+            clauses.append(
+                f"EXISTS (SELECT 1 FROM document_tags t WHERE t.document_id = {alias}.document_id"
+                f" AND t.tag IN ({marks}))"
+            )
+            args.extend(flt.tags)
+        doc_clauses: list[str] = []
+        if flt.source_prefix is not None:
+            # a prefix match that treats % and _ literally
+            doc_clauses.append("substr(d.source, 1, ?) = ?")
+            args.extend([len(flt.source_prefix), flt.source_prefix])
+        if flt.modified_after is not None:
+            doc_clauses.append("d.modified_at >= ?")
+            args.append(flt.modified_after)
+        if flt.modified_before is not None:
+            doc_clauses.append("d.modified_at < ?")
+            args.append(flt.modified_before)
+        if doc_clauses:
+            where_doc = " AND ".join(doc_clauses)
+            clauses.append(
+                f"EXISTS (SELECT 1 FROM documents d WHERE d.id = {alias}.document_id AND {where_doc})"
+            )
         return (" AND ".join(clauses) or "1"), args
 
     def chunk_ids_of(self, document_id: str) -> IdArray:
@@ -319,7 +367,7 @@ class SQLiteDocumentStore:
         return np.asarray([r[0] for r in rows], dtype=np.int64)
 
     def allowed_chunk_ids(self, flt: ChunkFilter) -> IdArray | None:
-        if flt.collection is None and flt.groups is None:
+        if flt.is_empty:
             return None
         where, args = self._filter_sql(flt)
         with self._lock:

@@ -1,0 +1,100 @@
+"""Retrieval: filters inside the search, tags, modification dates, MMR diversity."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import numpy as np
+
+from groundwork.container import Container
+from groundwork.rag.retrieval import Filters, mmr
+from groundwork.stores.protocols import ChunkFilter
+from tests.conftest import fake_settings
+
+
+def _sources(c: Container, query: str, **kw: object) -> list[str]:
+    r = c.retriever.retrieve(query, top_k=kw.pop("top_k", 5), filters=Filters(**kw))  # type: ignore[arg-type]
+    return [Path(sc.chunk.source).name for sc in r.chunks]
+
+
+def test_path_prefix_tags_and_dates_restrict_both_searches(fake_container: Container, handbook: Path) -> None:
+    policies = handbook / "policies"
+    policies.mkdir()
+    for name in ("leave-policy.md", "travel-policy.md"):
+        (handbook / name).rename(policies / name)
+    old = handbook / "remote-work.md"
+    os.utime(old, (1_000_000_000, 1_000_000_000))  # 2001
+    ing = fake_container.ingestor
+    ing.ingest_paths([handbook])
+    ing.ingest_paths([handbook / "beacon-product-faq.md"], tags=["product", "faq"])
+
+    got = _sources(
+        fake_container, "annual leave days travel booking", path_prefix=str(policies) + "/", top_k=10
+    )
+    assert got and set(got) <= {"leave-policy.md", "travel-policy.md"}
+    assert set(_sources(fake_container, "free tier tables", tags=("faq",), top_k=10)) == {
+        "beacon-product-faq.md"
+    }
+    assert _sources(fake_container, "free tier tables", tags=("nothing",)) == []
+    before_2002 = _sources(
+        fake_container, "office days home working", modified_before=1_010_000_000, top_k=10
+    )
+    assert before_2002 == ["remote-work.md"] * len(before_2002) and before_2002
+    after = _sources(fake_container, "office days home working", modified_after=1_010_000_000, top_k=10)
+    assert "remote-work.md" not in after and after
+
+
+def test_a_selective_filter_still_fills_top_k(fake_container: Container, handbook: Path) -> None:
+    """Filtering happens inside the search, not after it: top-k is full of admitted chunks."""
+    fake_container.ingestor.ingest_paths([handbook])
+    doc = fake_container.documents.find_document("default", str(handbook / "information-security-policy.md"))
+    assert doc is not None and doc.chunk_count >= 3
+    got = _sources(fake_container, "annual leave", path_prefix=doc.source, top_k=3)
+    assert got == ["information-security-policy.md"] * 3
+
+
+def test_tag_changes_are_picked_up_on_reingest(fake_container: Container, handbook: Path) -> None:
+    ing = fake_container.ingestor
+    path = handbook / "leave-policy.md"
+    ing.ingest_paths([path])
+    assert ing.ingest_paths([path], tags=["hr"]).updated == [str(path)]
+    doc = fake_container.documents.find_document("default", str(path))
+    assert doc is not None and doc.tags == ("hr",) and doc.modified_at == path.stat().st_mtime
+    assert ing.ingest_paths([path], tags=["hr"]).unchanged == [str(path)]
+
+
+def test_chunk_filter_emptiness() -> None:
+    assert ChunkFilter().is_empty and not ChunkFilter(tags=()).is_empty
+
+
+def test_mmr_prefers_diverse_results() -> None:
+    a = np.asarray([1.0, 0.0], dtype=np.float32)
+    near_a = np.asarray([0.99, 0.141], dtype=np.float32)
+    b = np.asarray([0.0, 1.0], dtype=np.float32)
+    vectors = np.vstack([a, near_a, b])
+    relevance = np.asarray([1.0, 0.95, 0.7], dtype=np.float32)
+    assert mmr(relevance, vectors, 2, lam=1.0) == [0, 1]  # plain relevance
+    assert mmr(relevance, vectors, 2, lam=0.5) == [0, 2]  # the near-duplicate gives way
+
+
+def test_mmr_in_the_retriever(tmp_path: Path, handbook: Path) -> None:
+    plain = Container(fake_settings(tmp_path / "a"))
+    diverse = Container(fake_settings(tmp_path / "b", retrieval={"mmr_lambda": 0.3}))
+    for c in (plain, diverse):
+        c.ingestor.ingest_paths([handbook])
+    q = "annual leave sick leave parental leave days"
+    docs_plain = set(_sources(plain, q, top_k=4))
+    docs_diverse = set(_sources(diverse, q, top_k=4))
+    assert len(docs_diverse) >= len(docs_plain)
+
+
+def test_answers_take_filters(fake_container: Container, handbook: Path) -> None:
+    fake_container.ingestor.ingest_paths([handbook])
+    answer = asyncio.run(
+        fake_container.answerer.ask(
+            "How many days of annual leave?", filters=Filters(path_prefix=str(handbook / "remote-work.md"))
+        )
+    )
+    assert all(Path(c.source).name == "remote-work.md" for c in answer.citations)
