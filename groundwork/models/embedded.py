@@ -63,6 +63,7 @@ class MiniLMEmbedder(EmbeddingModel):
         self.max_tokens = 256
         self.batch_size = batch_size
         self._lock = threading.Lock()
+        self._tok_lock = threading.Lock()
         self._model: Any = None
         self._tokenizer: Any = None
 
@@ -93,7 +94,10 @@ class MiniLMEmbedder(EmbeddingModel):
 
     def count_tokens(self, text: str) -> int:
         self.warm_up()
-        return len(self._tokenizer(text, add_special_tokens=False)["input_ids"])
+        # A fast tokenizer is not safe to share across threads while padding/truncation settings change
+        # (ingestion counts tokens in a parsing thread while the main thread embeds).
+        with self._tok_lock:
+            return len(self._tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def embed(self, texts: Sequence[str]) -> Vectors:
         if not texts:
@@ -104,9 +108,10 @@ class MiniLMEmbedder(EmbeddingModel):
         with torch.inference_mode():
             for i in range(0, len(texts), self.batch_size):
                 batch = list(texts[i : i + self.batch_size])
-                enc = self._tokenizer(
-                    batch, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt"
-                )
+                with self._tok_lock:
+                    enc = self._tokenizer(
+                        batch, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt"
+                    )
                 hidden = self._model(**enc).last_hidden_state
                 mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)

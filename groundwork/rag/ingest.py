@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,6 +53,18 @@ class IngestReport:
             "chunks_embedded": self.chunks_embedded,
             "seconds": round(self.seconds, 3),
         }
+
+
+PREFETCH = 4
+"""Files parsed ahead of the embedder."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    document: Document
+    chunks: list[Chunk]
+    texts: list[str]
+    replaces: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +109,9 @@ class Ingestor:
         embedder: EmbeddingModel,
         chunking: ChunkingSettings,
         loaders: dict[str, Loader] | None = None,
+        embed_batch: int = 64,
     ) -> None:
+        self.embed_batch = embed_batch
         self.documents = documents
         self.vectors = vectors
         self.embedder = embedder
@@ -110,24 +126,50 @@ class Ingestor:
         progress: Progress | None = None,
         tags: Sequence[str] = (),
     ) -> IngestReport:
-        """Ingest files and folders into ``collection``; see the module docstring for the rules."""
+        """Ingest files and folders into ``collection``; see the module docstring for the rules.
+
+        Files are read, parsed and chunked by a worker thread a few files ahead, while the calling thread
+        embeds: chunks of several documents share one embedding batch (``embed_batch``), then each
+        document is written in its own transaction. At most ``PREFETCH`` parsed documents plus one batch
+        are held in memory, however large the corpus.
+        """
         started = time.perf_counter()
         report = IngestReport()
         files, folders = discover(Path(p) for p in paths)
-        seen: set[str] = set()
+        seen = {str(f) for f in files}
+        group_t, tag_t = tuple(sorted(set(groups))), tuple(sorted(set(tags)))
+
+        def prepare(path: Path) -> _Prepared | None:
+            meta = _Meta(group_t, tag_t, path.stat().st_mtime)
+            return self._prepare(path.read_bytes(), str(path), collection, meta)
+
+        batch: list[_Prepared] = []
         try:
-            for done, path in enumerate(files, start=1):
-                source = str(path)
-                seen.add(source)
-                try:
-                    meta = _Meta(tuple(sorted(set(groups))), tuple(sorted(set(tags))), path.stat().st_mtime)
-                    self._ingest_one(path.read_bytes(), source, collection, meta, report)
-                except GroundworkError as exc:
-                    report.failed.append((source, exc.message))
-                except OSError as exc:
-                    report.failed.append((source, f"cannot read the file: {exc.strerror or exc}"))
-                if progress is not None:
-                    progress(source, done, len(files))
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-parse") as pool:
+                ahead: deque[tuple[Path, Future[_Prepared | None]]] = deque()
+                queue = iter(files)
+                for done in range(1, len(files) + 1):
+                    while len(ahead) < PREFETCH and (nxt := next(queue, None)) is not None:
+                        ahead.append((nxt, pool.submit(prepare, nxt)))
+                    path, future = ahead.popleft()
+                    try:
+                        prepared = future.result()
+                    except GroundworkError as exc:
+                        report.failed.append((str(path), exc.message))
+                    except OSError as exc:
+                        report.failed.append((str(path), f"cannot read the file: {exc.strerror or exc}"))
+                    except Exception as exc:  # a loader bug: this file fails, the others go on
+                        report.failed.append((str(path), f"{type(exc).__name__}: {exc}"))
+                    else:
+                        if prepared is None:
+                            report.unchanged.append(str(path))
+                        else:
+                            batch.append(prepared)
+                            if sum(len(p.chunks) for p in batch) >= self.embed_batch:
+                                self._write_batch(batch, report)
+                    if progress is not None:
+                        progress(str(path), done, len(files))
+                self._write_batch(batch, report)
             for folder in folders:
                 self._delete_missing(folder, collection, seen, report)
         finally:
@@ -148,7 +190,13 @@ class Ingestor:
         report = IngestReport()
         try:
             meta = _Meta(tuple(sorted(set(groups))), tuple(sorted(set(tags))), time.time())
-            self._ingest_one(data, source, collection, meta, report)
+            prepared = self._prepare(data, source, collection, meta)
+            if prepared is None:
+                report.unchanged.append(source)
+            else:
+                self._write_batch([prepared], report)
+                if report.failed:
+                    raise IngestionError(report.failed[0][1])
         finally:
             self.vectors.flush(self.documents.generation)
             report.seconds = time.perf_counter() - started
@@ -170,9 +218,8 @@ class Ingestor:
                 self.vectors.delete(self.documents.delete_document(doc.id))
                 report.deleted.append(doc.source)
 
-    def _ingest_one(
-        self, data: bytes, source: str, collection: str, meta: _Meta, report: IngestReport
-    ) -> None:
+    def _prepare(self, data: bytes, source: str, collection: str, meta: _Meta) -> _Prepared | None:
+        """Parse and chunk a file; ``None`` when the stored version is identical (nothing to embed)."""
         content_hash = hashlib.sha256(data).hexdigest()
         existing = self.documents.find_document(collection, source)
         if (
@@ -180,8 +227,7 @@ class Ingestor:
             and existing.content_hash == content_hash
             and (existing.groups, existing.tags) == (meta.groups, meta.tags)
         ):
-            report.unchanged.append(source)
-            return
+            return None
         parsed = load_bytes(data, source, self.loaders)
         spans = chunk_document(
             parsed, self.embedder.count_tokens, self.chunking.max_tokens, self.chunking.overlap_tokens
@@ -214,24 +260,45 @@ class Ingestor:
             )
             for n, s in enumerate(spans)
         ]
+        texts = [embedding_text(c.title, c.heading_path, c.text) for c in chunks]
+        return _Prepared(doc, chunks, texts, replaces=existing is not None)
+
+    def _write_batch(self, batch: list[_Prepared], report: IngestReport) -> None:
+        """Embed a batch of documents together, then write each in its own transaction.
+
+        If the shared embedding call fails, each document is embedded alone, so a document that
+        breaks the embedder fails by itself and the others land.
+        """
+        if not batch:
+            return
         try:
-            vectors = self._embed(chunks)
-            old_ids = (
-                np.asarray([], dtype=np.int64)
-                if existing is None
-                else self.documents.chunk_ids_of(existing.id)
-            )
-            new_ids = self.documents.write_document(doc, chunks, vectors)
-        except GroundworkError:
-            raise
-        except Exception as exc:  # a bug or a model failure: this document fails, the store is unchanged
-            raise IngestionError(f"{source}: {type(exc).__name__}: {exc}") from exc
+            vectors = self._embed([t for p in batch for t in p.texts])
+        except Exception:
+            vectors = None
+        offset = 0
+        for prepared in batch:
+            n = len(prepared.texts)
+            try:
+                vecs = vectors[offset : offset + n] if vectors is not None else self._embed(prepared.texts)
+                self._commit(prepared, vecs)
+            except GroundworkError as exc:
+                report.failed.append((prepared.document.source, exc.message))
+            except Exception as exc:  # a bug or a model failure: this document fails, the store is unchanged
+                source = prepared.document.source
+                report.failed.append((source, f"{source}: {type(exc).__name__}: {exc}"))
+            else:
+                report.chunks_written += n
+                report.chunks_embedded += n
+                (report.updated if prepared.replaces else report.added).append(prepared.document.source)
+            offset += n
+        batch.clear()
+
+    def _commit(self, prepared: _Prepared, vectors: np.ndarray) -> None:
+        doc = prepared.document
+        old_ids = self.documents.chunk_ids_of(doc.id) if prepared.replaces else np.asarray([], dtype=np.int64)
+        new_ids = self.documents.write_document(doc, prepared.chunks, vectors)
         self.vectors.delete(old_ids)
         self.vectors.upsert(new_ids, vectors)
-        report.chunks_written += len(chunks)
-        report.chunks_embedded += len(chunks)
-        (report.updated if existing is not None else report.added).append(source)
 
-    def _embed(self, chunks: Sequence[Chunk]) -> np.ndarray:
-        texts = [embedding_text(c.title, c.heading_path, c.text) for c in chunks]
+    def _embed(self, texts: Sequence[str]) -> np.ndarray:
         return self.embedder.embed(texts) if texts else np.zeros((0, self.embedder.dimensions), np.float32)
