@@ -18,6 +18,7 @@ from groundwork.api.chat import chat_router
 from groundwork.api.embeddings import embeddings_router
 from groundwork.api.errors import EXCEPTION_HANDLERS
 from groundwork.api.middleware import MAX_BODY_BYTES, GatewayMiddleware
+from groundwork.api.rag import rag_router
 from groundwork.api.schemas import openapi_components
 from groundwork.api.state import ApiState
 from groundwork.api.system import system_router
@@ -44,6 +45,7 @@ def create_app(container: Container, *, max_body_bytes: int = MAX_BODY_BYTES) ->
     app.include_router(chat_router(state))
     app.include_router(embeddings_router(state))
     app.include_router(system_router(state))
+    app.include_router(rag_router(state))
     app.add_middleware(GatewayMiddleware, max_body_bytes=max_body_bytes)
 
     def openapi() -> dict[str, Any]:

@@ -3,13 +3,23 @@
 Streaming failures: when the model fails before its first chunk the client gets an ordinary HTTP error
 (status by category); once chunks were sent, the stream ends with one ``data: {"error": {...}}`` event
 carrying the error id, and no ``[DONE]``, so a client never mistakes a cut answer for a whole one.
+
+Grounded chat: with the extra body field ``"rag": {"collection": "default", "top_k": 4}`` the last
+user message is answered from the collection (:meth:`~groundwork.rag.answer.Answerer.ask` on the
+requested model group; earlier messages and the generation options are not used) and the completion's
+content is the verified answer. The response carries two extra top-level fields, ``"citations"`` (as in
+``POST /v1/answers``) and ``"groundwork": {"mode", "trace_id", "collection"}``, and the trace id in the
+``x-trace-id`` header. Streamed, the verified answer's text comes as ``chat.completion.chunk`` deltas
+and those two fields ride on the last chunk before ``[DONE]``. OpenAI clients keep extra fields
+(``completion.model_extra["citations"]`` in the ``openai`` package).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
 import orjson
 from fastapi import APIRouter, Request
@@ -17,8 +27,16 @@ from starlette.responses import Response, StreamingResponse
 
 from groundwork.api.errors import REQUEST_ID_KEY, error_payload, error_response, internal_error, logger
 from groundwork.api.middleware import MODEL_TIME_KEY
+from groundwork.api.rag import (
+    TRACE_HEADER,
+    answerer_for,
+    citations_json,
+    new_trace_id,
+    parse_rag_options,
+    rag_question,
+)
 from groundwork.api.routing import raw_router
-from groundwork.api.schemas import ChatCompletionRequest, openapi_body, parse_body
+from groundwork.api.schemas import ChatCompletionRequest, RagOptions, openapi_body, parse_body
 from groundwork.api.state import ApiState
 from groundwork.errors import GroundworkError, NotFoundError
 from groundwork.models.base import ChatModel
@@ -36,8 +54,8 @@ def _usage(usage: Usage) -> dict[str, int]:
     }
 
 
-def completion_body(completion: Completion, model: str) -> bytes:
-    """A ``chat.completion`` object as JSON bytes."""
+def completion_body(completion: Completion, model: str, extra: Mapping[str, object] | None = None) -> bytes:
+    """A ``chat.completion`` object as JSON bytes (with ``extra`` top-level fields)."""
     return orjson.dumps(
         {
             "id": f"chatcmpl-{os.urandom(12).hex()}",
@@ -53,6 +71,7 @@ def completion_body(completion: Completion, model: str) -> bytes:
                 }
             ],
             "usage": _usage(completion.usage),
+            **(extra or {}),
         }
     )
 
@@ -157,19 +176,71 @@ async def _stream(
     return StreamingResponse(events, media_type="text/event-stream", headers=_SSE_HEADERS)
 
 
+def _with_fields(event: bytes, fields: Mapping[str, object]) -> bytes:
+    """A chunk event of :class:`ChunkEncoder` (``data: {...}\\n\\n``) with more top-level fields."""
+    return event[: -len(b"}\n\n")] + b"," + orjson.dumps(fields)[1:] + b"\n\n"
+
+
+async def _rag_events(
+    encoder: ChunkEncoder, text: str, extra: Mapping[str, object], usage: Usage | None
+) -> AsyncIterator[bytes]:
+    yield encoder.role()
+    for piece in re.findall(r"\s*\S+", text):
+        yield encoder.delta(piece)
+    last = encoder.finish("stop")
+    if usage is not None:
+        yield last
+        last = encoder.usage(usage)
+    yield _with_fields(last, extra)
+    yield _DONE
+
+
+async def _rag_completion(
+    request: Request, state: ApiState, body: ChatCompletionRequest, rag: RagOptions
+) -> Response:
+    """A chat completion whose content is the grounded answer to the last user message."""
+    question = rag_question(body.chat_messages())
+    answerer = await answerer_for(state, body.model)
+    trace_id = new_trace_id()
+    started = time.perf_counter()
+    try:
+        answer = await answerer.ask(question, rag.collection, top_k=rag.top_k)
+    finally:
+        request.scope[MODEL_TIME_KEY] = time.perf_counter() - started
+    extra = {
+        "citations": citations_json(answer),
+        "groundwork": {"mode": answer.mode, "trace_id": trace_id, "collection": rag.collection},
+    }
+    if body.stream:
+        usage = answer.usage if body.include_usage else None
+        events = _rag_events(ChunkEncoder(body.model), answer.text, extra, usage)
+        headers = {**_SSE_HEADERS, TRACE_HEADER: trace_id}
+        return StreamingResponse(events, media_type="text/event-stream", headers=headers)
+    completion = Completion(answer.text, answer.model, answer.usage)
+    content = completion_body(completion, body.model, extra)
+    return Response(content, media_type="application/json", headers={TRACE_HEADER: trace_id})
+
+
 def chat_router(state: ApiState) -> APIRouter:
     """The chat completions route over ``state``'s models."""
     router = raw_router(tags=["openai"])
 
     @router.post("/v1/chat/completions", openapi_extra=openapi_body(ChatCompletionRequest))
     async def chat_completions(request: Request) -> Response:
-        """Create a chat completion (OpenAI-compatible; ``stream: true`` for server-sent events)."""
+        """Create a chat completion (OpenAI-compatible; ``stream: true`` for server-sent events).
+
+        With the extra field ``"rag": {"collection", "top_k"}`` the last user message is answered from
+        the collection, and the response adds ``citations`` and ``groundwork`` (see the module docs).
+        """
         body = parse_body(ChatCompletionRequest, await request.body())
+        rag = parse_rag_options(body.model_extra)
         try:
             model = state.chat_model(body.model)
         except NotFoundError as exc:
             rid = request.scope.get(REQUEST_ID_KEY, "")
             return error_response(exc, code="model_not_found", param="model", request_id=rid)
+        if rag is not None:
+            return await _rag_completion(request, state, body, rag)
         messages = body.chat_messages()
         options = body.options()
         if body.stream:

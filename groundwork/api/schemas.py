@@ -8,9 +8,18 @@ their schemas are published in the OpenAPI document by :func:`openapi_components
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypeVar
+import re
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
 from groundwork.api.errors import validation_error
 from groundwork.types import GenerationOptions, Message
@@ -142,9 +151,104 @@ class EmbeddingRequest(_Body):
         return [self.input] if isinstance(self.input, str) else self.input
 
 
+# -- Groundwork's own routes (RAG): per-call options, so unknown fields are rejected -------------------
+
+MAX_QUESTION_CHARS = 4000
+"""The longest question (or retrieval query) accepted, in characters."""
+
+COLLECTION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+"""A collection name: 1-64 letters, digits, ``_``, ``.`` or ``-``, starting with a letter or digit."""
+
+COLLECTION_RULE = (
+    "a collection name is 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit"
+)
+
+
+def check_collection(name: str) -> str:
+    """``name`` when it is a valid collection name; ``ValueError`` saying the rule otherwise."""
+    if COLLECTION_NAME.fullmatch(name) is None:
+        raise ValueError(f"{name[:80]!r} is not a valid collection name: {COLLECTION_RULE}")
+    return name
+
+
+Collection = Annotated[
+    str, AfterValidator(check_collection), Field(description=COLLECTION_RULE, examples=["default"])
+]
+TopK = Annotated[
+    int | None, Field(ge=1, le=100, description="Chunks to retrieve (default: retrieval.top_k).")
+]
+Query = Annotated[str, Field(min_length=1, max_length=MAX_QUESTION_CHARS)]
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty or only whitespace")
+    return value
+
+
+def _no_filters(value: object) -> None:
+    if value is not None:
+        raise ValueError("metadata filters are not supported over HTTP yet; omit `filters`")
+    return None
+
+
+class _Options(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RagOptions(_Options):
+    """The ``rag`` extra field of ``POST /v1/chat/completions``: answer the last user message."""
+
+    collection: Collection = "default"
+    top_k: TopK = None
+    filters: Annotated[None, BeforeValidator(_no_filters)] = None
+
+
+class AnswerRequest(_Options):
+    """``POST /v1/answers``: a grounded, cited answer (``stream: true`` for server-sent events)."""
+
+    question: Annotated[Query, AfterValidator(_not_blank)]
+    collection: Collection = "default"
+    top_k: TopK = None
+    stream: bool = False
+    filters: Annotated[None, BeforeValidator(_no_filters)] = None
+
+
+class RetrieveRequest(_Options):
+    """``POST /v1/retrieve``: the best chunks for a query, with their scores."""
+
+    query: Annotated[Query, AfterValidator(_not_blank)]
+    collection: Collection = "default"
+    top_k: TopK = None
+    filters: Annotated[None, BeforeValidator(_no_filters)] = None
+
+
+class TextDocument(_Options):
+    """One text document of a JSON upload. ``name`` picks the loader by suffix (none: ``.txt``)."""
+
+    name: str = Field(min_length=1, max_length=255, examples=["leave-policy.md"])
+    text: Annotated[str, AfterValidator(_not_blank)]
+    groups: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
+        default_factory=list, description="Groups allowed to read the document (empty: admins only)."
+    )
+
+
+class DocumentsUpload(_Options):
+    """``POST /v1/collections/{collection}/documents`` with a JSON body (text documents)."""
+
+    documents: list[TextDocument] = Field(min_length=1, max_length=100)
+
+
 _B = TypeVar("_B", bound=BaseModel)
 
-REQUEST_MODELS: tuple[type[BaseModel], ...] = (ChatCompletionRequest, EmbeddingRequest)
+REQUEST_MODELS: tuple[type[BaseModel], ...] = (
+    ChatCompletionRequest,
+    EmbeddingRequest,
+    AnswerRequest,
+    RetrieveRequest,
+    DocumentsUpload,
+    RagOptions,
+)
 
 
 def openapi_body(model: type[BaseModel]) -> dict[str, Any]:
