@@ -7,6 +7,7 @@ lists documents never loads a model. Providers are chosen through the registries
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable, Sequence
 from functools import cached_property
 from pathlib import Path
@@ -84,6 +85,7 @@ class Container:
         self, settings: Settings, chat_model: ChatModel | None = None, embedder: EmbeddingModel | None = None
     ) -> None:
         self.settings = settings
+        self._build_lock = threading.RLock()
         if chat_model is not None:
             self.__dict__["chat_model"] = chat_model
         if embedder is not None:
@@ -160,6 +162,16 @@ class Container:
             self.settings.answer,
             self.settings.retrieval.min_vector_score,
         )
+
+    def warm_up(self) -> None:
+        """Build the store, the vector index and the RAG parts now, in one thread.
+
+        The parts are built lazily; a server calls this once at start so that two first requests never
+        race to build them (``functools.cached_property`` is not locked on Python 3.12+).
+        """
+        with self._build_lock:
+            for part in ("documents", "vectors", "ingestor", "retriever", "answerer", "router"):
+                getattr(self, part)
 
     def close(self) -> None:
         """Close the store (models hold no OS resources beyond memory)."""

@@ -165,7 +165,8 @@ async def test_unknown_collection_has_no_answer(client: httpx.AsyncClient, loade
         ({"question": "hi", "collection": "../etc"}, "collection"),
         ({"question": "hi", "collection": "x" * 65}, "collection"),
         ({"question": "hi", "top_k": 0}, "top_k"),
-        ({"question": "hi", "filters": {"tags": ["a"]}}, "filters"),
+        ({"question": "hi", "filters": {"tag": ["a"]}}, "filters.tag"),
+        ({"question": "hi", "filters": {"modified_after": "yesterday"}}, "filters.modified_after"),
         ({"question": "hi", "colection": "typo"}, "colection"),
     ],
 )
@@ -226,6 +227,18 @@ async def test_failure_before_any_token_is_an_http_error(tmp_path: Path) -> None
 
 
 # -- POST /v1/retrieve ---------------------------------------------------------------------------------
+
+
+@anyio
+async def test_filters_apply_over_http(client: httpx.AsyncClient, loaded: Container) -> None:
+    prefix = str(handbook_dir() / "remote-work.md")
+    r = await client.post(
+        "/v1/retrieve", json={"query": LEAVE, "top_k": 3, "filters": {"path_prefix": prefix}}
+    )
+    assert r.status_code == 200, r.text
+    assert {c["source"] for c in r.json()["chunks"]} == {prefix}
+    r = await client.post("/v1/answers", json={"question": LEAVE, "filters": {"tags": ["none-has-it"]}})
+    assert r.status_code == 200 and r.json()["mode"] == "no_answer" and r.json()["citations"] == []
 
 
 @anyio
@@ -350,9 +363,12 @@ async def test_upload_limits(
         "/v1/collections/hr/documents", json={"documents": [{"name": "a.md", "text": "x" * 1001}]}
     )
     assert "larger than 1000 bytes" in error_of(r, 422)["message"]
-    async for small in _client(create_app(container, max_body_bytes=2048)):  # the app-wide body limit
+    async for small in _client(create_app(container, max_body_bytes=100, max_upload_bytes=4096)):
+        r = await small.post("/v1/collections/hr/documents", files=files("whistleblowing.docx"))
+        error_of(r, 413)  # 37 KB: over the upload limit
         r = await small.post("/v1/collections/hr/documents", files=files("leave-policy.md"))
-        error_of(r, 413)
+        assert "larger than 1000 bytes" in error_of(r, 422)["message"]  # under it, though over 100 bytes
+        error_of(await small.post("/v1/retrieve", json={"query": "x" * 200}), 413)  # other routes: 100 bytes
 
 
 @anyio

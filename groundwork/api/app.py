@@ -8,6 +8,7 @@ enforces the body limit; errors are mapped in :mod:`groundwork.api.errors`.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -17,7 +18,7 @@ from fastapi import FastAPI
 from groundwork.api.chat import chat_router
 from groundwork.api.embeddings import embeddings_router
 from groundwork.api.errors import EXCEPTION_HANDLERS
-from groundwork.api.middleware import MAX_BODY_BYTES, GatewayMiddleware
+from groundwork.api.middleware import MAX_BODY_BYTES, MAX_UPLOAD_BYTES, GatewayMiddleware
 from groundwork.api.rag import rag_router
 from groundwork.api.schemas import openapi_components
 from groundwork.api.state import ApiState
@@ -25,12 +26,15 @@ from groundwork.api.system import system_router
 from groundwork.container import Container
 
 
-def create_app(container: Container, *, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
+def create_app(
+    container: Container, *, max_body_bytes: int = MAX_BODY_BYTES, max_upload_bytes: int = MAX_UPLOAD_BYTES
+) -> FastAPI:
     """The gateway's ASGI app. The caller owns ``container`` (and closes it); the app closes its models."""
     state = ApiState(container)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await asyncio.to_thread(container.warm_up)  # open the store and the index before any request
         yield
         await state.aclose()
 
@@ -46,7 +50,7 @@ def create_app(container: Container, *, max_body_bytes: int = MAX_BODY_BYTES) ->
     app.include_router(embeddings_router(state))
     app.include_router(system_router(state))
     app.include_router(rag_router(state))
-    app.add_middleware(GatewayMiddleware, max_body_bytes=max_body_bytes)
+    app.add_middleware(GatewayMiddleware, max_body_bytes=max_body_bytes, max_upload_bytes=max_upload_bytes)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -204,7 +204,12 @@ async def _rag_completion(
     trace_id = new_trace_id()
     started = time.perf_counter()
     try:
-        answer = await answerer.ask(question, rag.collection, top_k=rag.top_k)
+        answer = await answerer.ask(
+            question,
+            rag.collection,
+            top_k=rag.top_k,
+            filters=rag.filters.to_filters() if rag.filters else None,
+        )
     finally:
         request.scope[MODEL_TIME_KEY] = time.perf_counter() - started
     extra = {

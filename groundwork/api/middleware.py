@@ -32,7 +32,12 @@ from groundwork.api.errors import (
 )
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
-"""The largest request body accepted (4 MiB)."""
+"""The largest request body accepted (4 MiB), except for uploads."""
+
+MAX_UPLOAD_BYTES = 64 * 1024 * 1024
+"""The largest body of ``POST /v1/collections/{c}/documents`` (64 MiB: several files of up to 20 MiB)."""
+
+_UPLOAD_PATH = re.compile(r"^/v1/collections/[^/]+/documents/?$")
 
 MODEL_TIME_KEY = "groundwork.model_s"
 """Where handlers add the seconds they spent awaiting a model, in the ASGI scope."""
@@ -47,9 +52,12 @@ def _too_large(limit: int) -> PayloadTooLargeError:
 class GatewayMiddleware:
     """Request id, overhead header, body size limit and last-resort 500s (see the module docstring)."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int = MAX_BODY_BYTES) -> None:
+    def __init__(
+        self, app: ASGIApp, max_body_bytes: int = MAX_BODY_BYTES, max_upload_bytes: int = MAX_UPLOAD_BYTES
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.max_upload_bytes = max_upload_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -82,6 +90,8 @@ class GatewayMiddleware:
             await send(message)
 
         limit = self.max_body_bytes
+        if scope["method"] == "POST" and _UPLOAD_PATH.match(scope["path"]):
+            limit = self.max_upload_bytes
         if length is not None:  # the server reads exactly this many bytes: no need to count
             if length.isdigit() and int(length) > limit:
                 await error_response(_too_large(limit), request_id=rid)(scope, receive, send_with_headers)

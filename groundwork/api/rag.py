@@ -168,7 +168,11 @@ async def _stream_answer(
     async def run() -> Answer:
         try:
             return await answerer.ask(
-                body.question, body.collection, on_token=tokens.put_nowait, top_k=body.top_k
+                body.question,
+                body.collection,
+                on_token=tokens.put_nowait,
+                top_k=body.top_k,
+                filters=body.filters.to_filters() if body.filters else None,
             )
         finally:
             tokens.put_nowait(None)  # the end, whether answered or failed
@@ -236,7 +240,12 @@ def rag_router(state: ApiState) -> APIRouter:
             return await _stream_answer(request, answerer, body, trace_id)
         started = time.perf_counter()
         try:
-            answer = await answerer.ask(body.question, body.collection, top_k=body.top_k)
+            answer = await answerer.ask(
+                body.question,
+                body.collection,
+                top_k=body.top_k,
+                filters=body.filters.to_filters() if body.filters else None,
+            )
         finally:
             request.scope[MODEL_TIME_KEY] = time.perf_counter() - started
         return json_response(answer_json(answer, trace_id), headers={TRACE_HEADER: trace_id})
@@ -248,7 +257,12 @@ def rag_router(state: ApiState) -> APIRouter:
         started = time.perf_counter()
         try:
             retrieval = await asyncio.to_thread(
-                lambda: container.retriever.retrieve(body.query, body.collection, top_k=body.top_k)
+                lambda: container.retriever.retrieve(
+                    body.query,
+                    body.collection,
+                    top_k=body.top_k,
+                    filters=body.filters.to_filters() if body.filters else None,
+                )
             )
         finally:
             seconds = request.scope[MODEL_TIME_KEY] = time.perf_counter() - started

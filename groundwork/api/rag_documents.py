@@ -15,10 +15,9 @@ the reason, stores nothing, and the others still land. The answer lists every fi
 (``added``, ``updated``, ``unchanged``, ``failed``) and document id; the status code is 201 when a
 document was added, 200 otherwise, and 422 (the error body, plus the list) when every file failed.
 
-Size: a file may have up to 20 MiB, but the whole request body is bounded by the app's
-``max_body_bytes`` (4 MiB by default, :data:`groundwork.api.middleware.MAX_BODY_BYTES`), which the
-middleware applies to every route alike; larger bodies get a 413. Serve with a larger
-``create_app(max_body_bytes=...)`` to upload larger files.
+Size: a file may have up to 20 MiB, and the whole upload body up to the app's ``max_upload_bytes``
+(64 MiB by default, :data:`groundwork.api.middleware.MAX_UPLOAD_BYTES`; other routes keep the smaller
+``max_body_bytes``); larger bodies get a 413 before they are read.
 
 Writes (uploads and deletes) are serialised per app, so two uploads of the same file cannot interleave.
 """

@@ -14,7 +14,6 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import (
     AfterValidator,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -22,6 +21,7 @@ from pydantic import (
 )
 
 from groundwork.api.errors import validation_error
+from groundwork.rag.retrieval import Filters
 from groundwork.types import GenerationOptions, Message
 
 DEFAULT_OPTIONS = GenerationOptions()
@@ -186,14 +186,29 @@ def _not_blank(value: str) -> str:
     return value
 
 
-def _no_filters(value: object) -> None:
-    if value is not None:
-        raise ValueError("metadata filters are not supported over HTTP yet; omit `filters`")
-    return None
-
-
 class _Options(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class FilterOptions(_Options):
+    """Metadata filters, applied inside both searches (before ranking)."""
+
+    path_prefix: str | None = Field(
+        default=None, max_length=4096, description="Source path starts with this."
+    )
+    tags: list[Annotated[str, Field(min_length=1, max_length=64)]] | None = Field(
+        default=None, description="Documents carrying any of these tags."
+    )
+    modified_after: float | None = Field(default=None, description="Source modified at or after (epoch s).")
+    modified_before: float | None = Field(default=None, description="Source modified before (epoch s).")
+
+    def to_filters(self) -> Filters:
+        return Filters(
+            path_prefix=self.path_prefix,
+            tags=tuple(self.tags) if self.tags is not None else None,
+            modified_after=self.modified_after,
+            modified_before=self.modified_before,
+        )
 
 
 class RagOptions(_Options):
@@ -201,7 +216,7 @@ class RagOptions(_Options):
 
     collection: Collection = "default"
     top_k: TopK = None
-    filters: Annotated[None, BeforeValidator(_no_filters)] = None
+    filters: FilterOptions | None = None
 
 
 class AnswerRequest(_Options):
@@ -211,7 +226,7 @@ class AnswerRequest(_Options):
     collection: Collection = "default"
     top_k: TopK = None
     stream: bool = False
-    filters: Annotated[None, BeforeValidator(_no_filters)] = None
+    filters: FilterOptions | None = None
 
 
 class RetrieveRequest(_Options):
@@ -220,7 +235,7 @@ class RetrieveRequest(_Options):
     query: Annotated[Query, AfterValidator(_not_blank)]
     collection: Collection = "default"
     top_k: TopK = None
-    filters: Annotated[None, BeforeValidator(_no_filters)] = None
+    filters: FilterOptions | None = None
 
 
 class TextDocument(_Options):

@@ -8,6 +8,7 @@ folder is deleted from the collection. One failing file is reported with its rea
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -112,6 +113,8 @@ class Ingestor:
         embed_batch: int = 64,
     ) -> None:
         self.embed_batch = embed_batch
+        # One writer at a time: two ingests of one source could otherwise interleave their index updates.
+        self._write_lock = threading.RLock()
         self.documents = documents
         self.vectors = vectors
         self.embedder = embedder
@@ -119,6 +122,18 @@ class Ingestor:
         self.loaders = dict(LOADERS if loaders is None else loaders)
 
     def ingest_paths(
+        self,
+        paths: Sequence[Path | str],
+        collection: str = "default",
+        groups: Sequence[str] = (),
+        progress: Progress | None = None,
+        tags: Sequence[str] = (),
+    ) -> IngestReport:
+        """Ingest files and folders into ``collection`` (see :meth:`_ingest_paths` and the module docs)."""
+        with self._write_lock:
+            return self._ingest_paths(paths, collection, groups, progress, tags)
+
+    def _ingest_paths(
         self,
         paths: Sequence[Path | str],
         collection: str = "default",
@@ -186,6 +201,12 @@ class Ingestor:
         tags: Sequence[str] = (),
     ) -> IngestReport:
         """Ingest one in-memory file (an upload); ``source`` names it and picks the loader."""
+        with self._write_lock:
+            return self._ingest_bytes(data, source, collection, groups, tags)
+
+    def _ingest_bytes(
+        self, data: bytes, source: str, collection: str, groups: Sequence[str], tags: Sequence[str]
+    ) -> IngestReport:
         started = time.perf_counter()
         report = IngestReport()
         try:
@@ -204,12 +225,13 @@ class Ingestor:
 
     def delete(self, document_id: str) -> bool:
         """Delete one document; ``False`` if it did not exist."""
-        if self.documents.get_document(document_id) is None:
-            return False
-        ids = self.documents.delete_document(document_id)
-        self.vectors.delete(ids)
-        self.vectors.flush(self.documents.generation)
-        return True
+        with self._write_lock:
+            if self.documents.get_document(document_id) is None:
+                return False
+            ids = self.documents.delete_document(document_id)
+            self.vectors.delete(ids)
+            self.vectors.flush(self.documents.generation)
+            return True
 
     def _delete_missing(self, folder: Path, collection: str, seen: set[str], report: IngestReport) -> None:
         prefix = str(folder) + "/"
