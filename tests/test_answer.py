@@ -103,10 +103,13 @@ def test_refusal_with_strong_evidence_answers_extractively(loaded: Container) ->
 
 def test_unsupported_sentences_are_dropped_supported_kept(loaded: Container) -> None:
     _model(loaded).enqueue(
-        "Full-time employees receive 27 days of annual leave per calendar year. Also you get a pony."
+        "Full-time employees receive 27 days of annual leave per calendar year."
+        " Staff also get a free pony every Friday."
     )
     answer = asyncio.run(loaded.answerer.ask("How many days of annual leave do full-time staff get?"))
     assert answer.mode == "generated" and "pony" not in answer.text and "27 days" in answer.text
+    assert answer.unsupported == ("Staff also get a free pony every Friday.",)  # flagged, not silently lost
+    assert answer.to_dict()["unsupported"] == ["Staff also get a free pony every Friday."]
 
 
 def test_a_sentence_cut_by_max_tokens_is_dropped(loaded: Container) -> None:
@@ -143,3 +146,29 @@ def test_answer_json_shape(loaded: Container) -> None:
     assert data["timings"]["total"] > 0
     for c in data["citations"]:
         assert set(c) >= {"number", "document_id", "source", "title", "heading_path", "start", "end", "score"}
+
+
+def test_citation_spans_open_the_source_at_the_supporting_text(loaded: Container) -> None:
+    """The cited span of the parsed document contains the quoted or supporting sentence."""
+    from groundwork.rag.loaders import load_file
+
+    questions = [
+        ("What day of the month are salaries paid?", "I don't know."),  # extractive, a PDF
+        ("How many days of annual leave do full-time staff get?", "I don't know."),  # extractive, Markdown
+        (
+            "How many days of annual leave do full-time staff get?",
+            "Full-time employees receive 27 days of annual leave per calendar year.",
+        ),  # generated: the span is the supporting chunk
+    ]
+    for question, draft in questions:
+        _model(loaded).enqueue(draft)
+        answer = asyncio.run(loaded.answerer.ask(question))
+        assert answer.citations
+        for c in answer.citations:
+            text = load_file(Path(c.source)).text
+            assert c.quote and text[c.start : c.end].strip() == c.quote.strip()
+        if answer.mode == "generated":
+            span = load_file(Path(answer.citations[0].source)).text[
+                answer.citations[0].start : answer.citations[0].end
+            ]
+            assert "27 days of annual leave" in span

@@ -54,6 +54,8 @@ class Answer:
     usage: Usage = field(default_factory=Usage)
     best_vector_score: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
+    unsupported: tuple[str, ...] = ()
+    """Sentences of the model's draft that no source supported: dropped from ``text``, kept here."""
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -82,6 +84,7 @@ class Answer:
                 "completion_tokens": self.usage.completion_tokens,
             },
             "best_vector_score": round(self.best_vector_score, 4),
+            "unsupported": list(self.unsupported),
             "timings": {k: round(v, 4) for k, v in self.timings.items()},
         }
 
@@ -197,7 +200,7 @@ class Answerer:
         if first_token is not None:
             timings["time_to_first_token"] = first_token - t0
         t1 = time.perf_counter()
-        text, citations, mode = await asyncio.to_thread(
+        text, citations, mode, unsupported = await asyncio.to_thread(
             self._verify, question, draft, retrieval, finish == "length"
         )
         timings["verify"] = time.perf_counter() - t1
@@ -212,15 +215,18 @@ class Answerer:
             usage=usage,
             best_vector_score=retrieval.best_vector_score,
             timings=timings,
+            unsupported=unsupported,
         )
 
     def _verify(
         self, question: str, draft: str, retrieval: Retrieval, truncated: bool = False
-    ) -> tuple[str, tuple[Citation, ...], Mode]:
+    ) -> tuple[str, tuple[Citation, ...], Mode, tuple[str, ...]]:
+        """Keep the draft's supported claims, cited; the rest is returned as unsupported."""
         context = retrieval.chunks[: self.context_chunks]
         sources = [sc.chunk.text for sc in context]
         citer = _Citer()
         kept: list[str] = []
+        unsupported: list[str] = []
         if draft and not is_refusal(draft):
             sentences = split_sentences(draft)
             if truncated and sentences and sentences[-1][-1:] not in ".!?":
@@ -230,13 +236,14 @@ class Answerer:
                     continue
                 support = best_support(sentence, sources)
                 if support is None or not support.supported(self.settings.min_support):
+                    unsupported.append(sentence)
                     continue
                 sc = context[support.source_index]
                 n = citer.cite(sc, sc.chunk.start, sc.chunk.end, sc.chunk.text)
                 kept.append(f"{sentence.rstrip()} [{n}]")
         if kept:
-            return " ".join(kept), tuple(citer.citations), "generated"
-        return self._extractive(question, retrieval)
+            return " ".join(kept), tuple(citer.citations), "generated", tuple(unsupported)
+        return (*self._extractive(question, retrieval), tuple(unsupported))
 
     def _extractive(self, question: str, retrieval: Retrieval) -> tuple[str, tuple[Citation, ...], Mode]:
         """The source sentences that best answer the question, each cited."""
