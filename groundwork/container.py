@@ -173,6 +173,13 @@ class Container:
             for part in ("documents", "vectors", "ingestor", "retriever", "answerer", "router"):
                 getattr(self, part)
 
+    async def aclose_clients(self) -> None:
+        """Close the models and the HTTP client of the running event loop; the store stays open."""
+        if "router" in self.__dict__:
+            await self.router.aclose()
+        if "http" in self.__dict__:
+            await self.http.aclose()
+
     def close(self) -> None:
         """Close the store (models hold no OS resources beyond memory)."""
         if "documents" in self.__dict__:

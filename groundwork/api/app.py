@@ -37,6 +37,7 @@ def create_app(
         await asyncio.to_thread(container.warm_up)  # open the store and the index before any request
         yield
         await state.aclose()
+        await container.aclose_clients()
 
     app = FastAPI(
         title="Groundwork",

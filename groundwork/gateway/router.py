@@ -91,6 +91,12 @@ class Router:
         self._strategies: dict[str, Strategy] = {g: STRATEGIES[settings.strategy](self._rng) for g in groups}
         self._models: dict[str, RoutedModel] = {}
 
+    async def aclose(self) -> None:
+        """Close every deployment's model (clients, threads)."""
+        for deployments in self.groups.values():
+            for d in deployments:
+                await d.model.aclose()
+
     def model(self, group: str) -> RoutedModel:
         """The :class:`ChatModel` of a model group."""
         if group not in self.groups:
