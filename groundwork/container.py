@@ -16,7 +16,7 @@ from groundwork.config import Deployment, Settings
 from groundwork.gateway import DeploymentState, Health, Router
 from groundwork.models.base import ChatModel, EmbeddingModel
 from groundwork.models.fake import FakeChatModel, FakeEmbedder
-from groundwork.models.http import SharedHttpClient
+from groundwork.models.http import SharedSession
 from groundwork.rag.answer import Answerer
 from groundwork.rag.ingest import Ingestor
 from groundwork.rag.retrieval import Retriever
@@ -100,9 +100,9 @@ class Container:
         return EMBEDDING_PROVIDERS[self.settings.embeddings.provider](self.settings)
 
     @cached_property
-    def http(self) -> SharedHttpClient:
-        """The pooled HTTP client every remote provider shares."""
-        return SharedHttpClient()
+    def http(self) -> SharedSession:
+        """The pooled HTTP session every remote provider shares."""
+        return SharedSession()
 
     @cached_property
     def shared_models(self) -> dict[str, ChatModel]:

@@ -58,7 +58,10 @@ async def _many(c: Container, group: str, n: int, stream: bool) -> list[str | Gr
         except GroundworkError as exc:
             return exc
 
-    return list(await asyncio.gather(*(one() for _ in range(n))))
+    try:
+        return list(await asyncio.gather(*(one() for _ in range(n))))
+    finally:
+        await c.aclose_clients()
 
 
 FAULTS = [

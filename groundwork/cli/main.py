@@ -167,15 +167,22 @@ def _print_answer(answer: Answer, streamed: bool) -> None:
 def _ask(
     c: Container, question: str, collection: str, stream: bool, filters: Filters | None = None
 ) -> Answer:
+    def on_token(piece: str) -> None:
+        out.print(piece, end="", style="dim", highlight=False, markup=False)
+        out.file.flush()
+
     if stream:
         out.print("[dim]draft:[/] ", end="")
 
-        def on_token(piece: str) -> None:
-            out.print(piece, end="", style="dim", highlight=False, markup=False)
-            out.file.flush()
+    async def run() -> Answer:
+        try:
+            return await c.answerer.ask(
+                question, collection, on_token=on_token if stream else None, filters=filters
+            )
+        finally:
+            await c.aclose_clients()  # this event loop ends here: close its HTTP connections
 
-        return asyncio.run(c.answerer.ask(question, collection, on_token=on_token, filters=filters))
-    return asyncio.run(c.answerer.ask(question, collection, filters=filters))
+    return asyncio.run(run())
 
 
 @app.command()

@@ -6,15 +6,17 @@ Vectors are L2-normalised here, whatever the server does, because the stores sea
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+import aiohttp
 import httpx
 import numpy as np
+import orjson
 
 from groundwork.errors import ConfigError, GroundworkError, ModelTimeoutError, UpstreamError
 from groundwork.models.base import EmbeddingModel, Vectors
-from groundwork.models.http import SharedHttpClient
+from groundwork.models.http import SharedSession
 from groundwork.models.openai_compat import translate_http_error
 
 
@@ -29,7 +31,7 @@ class OpenAICompatibleEmbedder(EmbeddingModel):
         api_key_env: str | None = None,
         timeout_s: float = 60.0,
         batch_size: int = 64,
-        clients: SharedHttpClient | None = None,
+        clients: SharedSession | None = None,
     ) -> None:
         self.name = model
         self.dimensions = dimensions
@@ -37,7 +39,7 @@ class OpenAICompatibleEmbedder(EmbeddingModel):
         self.api_key_env = api_key_env
         self.timeout_s = timeout_s
         self.batch_size = batch_size
-        self._clients = clients or SharedHttpClient()
+        self._clients = clients or SharedSession()
 
     def _headers(self) -> dict[str, str]:
         if not self.api_key_env:
@@ -49,11 +51,11 @@ class OpenAICompatibleEmbedder(EmbeddingModel):
             )
         return {"authorization": f"Bearer {key}"}
 
-    def _parse(self, resp: httpx.Response, n: int) -> Vectors:
-        if resp.status_code >= 400:
-            raise translate_http_error(resp.status_code, resp.text, resp.headers, self.name)
+    def _parse(self, status: int, raw: bytes, headers: Mapping[str, str], n: int) -> Vectors:
+        if status >= 400:
+            raise translate_http_error(status, raw.decode("utf-8", "replace"), headers, self.name)
         try:
-            data: list[dict[str, Any]] = sorted(resp.json()["data"], key=lambda d: d["index"])
+            data: list[dict[str, Any]] = sorted(orjson.loads(raw)["data"], key=lambda d: d["index"])
             arr = np.asarray([d["embedding"] for d in data], dtype=np.float32)
         except (ValueError, KeyError, TypeError) as exc:
             raise UpstreamError(f"embedding model {self.name!r} sent a malformed response") from exc
@@ -66,8 +68,8 @@ class OpenAICompatibleEmbedder(EmbeddingModel):
         normalised: Vectors = (arr / np.maximum(norms, 1e-12)).astype(np.float32)
         return normalised
 
-    def _error(self, exc: httpx.TransportError) -> GroundworkError:
-        if isinstance(exc, httpx.TimeoutException):
+    def _error(self, exc: BaseException) -> GroundworkError:
+        if isinstance(exc, httpx.TimeoutException | TimeoutError):
             return ModelTimeoutError(f"embedding model {self.name!r} at {self.url} timed out")
         return UpstreamError(f"embedding model {self.name!r} at {self.url} is unreachable: {exc!r}")
 
@@ -82,22 +84,21 @@ class OpenAICompatibleEmbedder(EmbeddingModel):
                     )
                 except httpx.TransportError as exc:
                     raise self._error(exc) from exc
-                out.append(self._parse(resp, len(batch)))
+                out.append(self._parse(resp.status_code, resp.content, resp.headers, len(batch)))
         return np.vstack(out)
 
     async def aembed(self, texts: Sequence[str]) -> Vectors:
         out: list[Vectors] = [np.zeros((0, self.dimensions), dtype=np.float32)]
-        client = self._clients.get()
+        session = self._clients.get()
+        timeout = aiohttp.ClientTimeout(total=self.timeout_s)
         for i in range(0, len(texts), self.batch_size):
             batch = list(texts[i : i + self.batch_size])
+            body = orjson.dumps({"model": self.name, "input": batch})
+            headers = {"content-type": "application/json", **self._headers()}
             try:
-                resp = await client.post(
-                    self.url,
-                    json={"model": self.name, "input": batch},
-                    headers=self._headers(),
-                    timeout=self.timeout_s,
-                )
-            except httpx.TransportError as exc:
+                async with session.post(self.url, data=body, headers=headers, timeout=timeout) as resp:
+                    raw, status, resp_headers = await resp.read(), resp.status, resp.headers
+            except (TimeoutError, aiohttp.ClientError) as exc:
                 raise self._error(exc) from exc
-            out.append(self._parse(resp, len(batch)))
+            out.append(self._parse(status, raw, resp_headers, len(batch)))
         return np.vstack(out)
