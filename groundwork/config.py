@@ -140,7 +140,17 @@ class RetrievalSettings(_Section):
     """Hybrid retrieval: vectors and keywords fused with reciprocal rank fusion."""
 
     top_k: int = Field(default=4, ge=1, le=100)
-    candidates: int = Field(default=30, ge=1, le=1000)
+    candidates: int = Field(default=100, ge=1, le=1000)
+    fusion: Literal["minmax", "rrf"] = Field(
+        default="minmax",
+        description="minmax: weighted sum of normalised scores; rrf: reciprocal rank fusion.",
+    )
+    feedback_docs: int = Field(
+        default=3, ge=0, le=20, description="Pseudo-relevance feedback chunks; 0: off."
+    )
+    feedback_terms: int = Field(default=20, ge=1, le=100)
+    feedback_query_weight: float = Field(default=0.7, ge=0, le=1)
+    feedback_vector_beta: float = Field(default=1.0, ge=0)
     rrf_k: int = Field(default=60, ge=1)
     mmr_lambda: float | None = Field(
         default=None, ge=0, le=1, description="Diversify results with maximal marginal relevance (1 = off)."
@@ -329,7 +339,12 @@ chunking:
 
 retrieval:
   top_k: 4
-  candidates: 30          # per retriever, before fusion
+  candidates: 100         # per retriever, before fusion
+  fusion: minmax          # minmax (normalised scores, weighted) | rrf (reciprocal rank fusion, rrf_k)
+  feedback_docs: 3        # one round of pseudo-relevance feedback from the top fused chunks (0: off)
+  feedback_terms: 20      # expansion terms for the keyword query (RM3)
+  feedback_query_weight: 0.7  # share of the original query words in the expanded keyword query
+  feedback_vector_beta: 1.0   # Rocchio: query vector + beta * mean of the feedback chunks' vectors
   rrf_k: 60
   mmr_lambda: null        # e.g. 0.7 to diversify the top-k with maximal marginal relevance
   vector_weight: 1.0

@@ -93,7 +93,11 @@ def test_docs_delete(project: Path, handbook: Path) -> None:
     assert result.exit_code == 2  # the collection is empty again
 
 
-def test_demo_on_fakes(project: Path) -> None:
+def test_demo_on_fakes(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The bag-of-words fake embedder ranks too roughly for pseudo-relevance feedback to help, and the
+    # fake model answers from source [1]: plain hybrid keeps this a test of the CLI, not of ranking.
+    # Ranking quality with the real embedder is tested in test_e2e_embedded and benchmarked.
+    monkeypatch.setenv("GROUNDWORK_RETRIEVAL__FEEDBACK_DOCS", "0")
     result = runner.invoke(app, ["demo", "--model", "fake", "--data-dir", str(project / "demo")])
     assert "3/3 answers cite the expected document" in result.output, result.output
     assert result.exit_code == 0

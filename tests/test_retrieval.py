@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from groundwork.container import Container
 from groundwork.rag.retrieval import Filters, mmr
@@ -98,3 +99,37 @@ def test_answers_take_filters(fake_container: Container, handbook: Path) -> None
         )
     )
     assert all(Path(c.source).name == "remote-work.md" for c in answer.citations)
+
+
+def test_feedback_query_weights_and_quotes() -> None:
+    from groundwork.rag.feedback import Fts5Stemmer, feedback_match, minmax_fusion
+
+    stem = Fts5Stemmer()
+    assert stem("running") == stem("runs") == "run"
+    match = feedback_match(
+        'annual leave "OR" NOT',
+        ["Annual leave is 27 days.", "Leave requests go through Harbour."],
+        stem,
+        3,
+        0.7,
+    )
+    assert match is not None
+    phrases = match.split(" OR ")
+    assert all(p.startswith('"') and p.endswith('"') for p in phrases)  # nothing read as FTS5 syntax
+    assert phrases.count('"leave"') > phrases.count('"days"') >= 1  # query words weigh most
+    assert feedback_match("the of and", [], stem) is None
+    fused = minmax_fusion([([(1, 0.9), (2, 0.7), (4, 0.5)], 1.0), ([(2, 10.0), (3, 5.0)], 1.0)])
+    assert [i for i, _ in fused] == [2, 1, 3, 4] and fused[0][1] == pytest.approx(1.5)
+
+
+def test_feedback_never_reads_outside_the_callers_groups(tmp_path: Path, handbook: Path) -> None:
+    from groundwork.types import Principal
+
+    c = Container(fake_settings(tmp_path / "d"))
+    c.ingestor.ingest_paths([handbook / "leave-policy.md"], groups=["hr"])
+    c.ingestor.ingest_paths([handbook / "travel-policy.md", handbook / "remote-work.md"], groups=["all"])
+    user = Principal("u", groups=("all",))
+    r = c.retriever.retrieve("annual leave days holiday", principal=user, top_k=10)
+    assert r.chunks and all(Path(sc.chunk.source).name != "leave-policy.md" for sc in r.chunks)
+    hr = c.retriever.retrieve("annual leave days holiday", principal=Principal("h", groups=("hr",)), top_k=10)
+    assert {Path(sc.chunk.source).name for sc in hr.chunks} == {"leave-policy.md"}

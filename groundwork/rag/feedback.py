@@ -1,0 +1,94 @@
+"""Pseudo-relevance feedback and score fusion for hybrid retrieval (pure functions plus a stemmer).
+
+Measured on Cranfield (``benchmarks/retrieval_quality.py``): one round of feedback on both sides, taken
+from the *fused* first-pass list, raised nDCG@10 from 0.408 (RRF hybrid) to 0.444; fusion and BM25
+parameter tuning alone were worth about +0.01 each, a MaxSim re-ranker over MiniLM token states nothing.
+
+* keyword side (RM3): the query's words plus the ``n_terms`` stems most frequent in the feedback chunks,
+  weighted ``query_weight`` : ``1 - query_weight``; FTS5's ``bm25()`` sums over the phrases of an OR
+  query, so a weight is expressed by repeating the phrase (quantised to ``levels`` steps);
+* vector side (Rocchio): ``normalise(q + beta * mean(feedback vectors))``, from the stored vectors, so no
+  second embedding.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+
+from groundwork.stores.sqlite import STOPWORDS, TOKEN
+
+
+class Fts5Stemmer:
+    """FTS5's own porter stemmer (through an in-memory FTS5 table), so terms group as FTS5 matches them."""
+
+    def __init__(self) -> None:
+        self._db = sqlite3.connect(":memory:", check_same_thread=False)
+        self._db.execute("CREATE VIRTUAL TABLE s USING fts5(x, tokenize='porter unicode61')")
+        self._db.execute("CREATE VIRTUAL TABLE v USING fts5vocab(s, 'instance')")
+        self._cache: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, word: str) -> str:
+        cached = self._cache.get(word)
+        if cached is not None:
+            return cached
+        with self._lock:
+            self._db.execute("DELETE FROM s")
+            self._db.execute("INSERT INTO s(rowid, x) VALUES (1, ?)", (word,))
+            row = self._db.execute("SELECT term FROM v LIMIT 1").fetchone()
+        stem = str(row[0]) if row else word
+        if len(self._cache) < 200_000:
+            self._cache[word] = stem
+        return stem
+
+
+def minmax_fusion(lists: Sequence[tuple[Sequence[tuple[int, float]], float]]) -> list[tuple[int, float]]:
+    """Weighted sum of min-max normalised scores; an id missing from a list gets nothing from it."""
+    scores: dict[int, float] = {}
+    for hits, weight in lists:
+        if not hits or weight == 0:
+            continue
+        values = [s for _, s in hits]
+        lo, span = min(values), max(max(values) - min(values), 1e-9)
+        for i, s in hits:
+            scores[i] = scores.get(i, 0.0) + weight * (s - lo) / span
+    return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+def feedback_match(
+    query: str,
+    feedback: Sequence[str],
+    stem: Callable[[str], str],
+    n_terms: int = 20,
+    query_weight: float = 0.5,
+    levels: int = 4,
+) -> str | None:
+    """An FTS5 OR query: the query's words plus an RM3 relevance model of the feedback texts."""
+    weights: dict[str, list[str | float]] = {}  # stem -> [surface word to match, weight]
+    words = list(dict.fromkeys(w for w in (t.lower() for t in TOKEN.findall(query)) if w not in STOPWORDS))
+    for w in words:
+        entry = weights.setdefault(stem(w), [w, 0.0])
+        entry[1] = float(entry[1]) + query_weight / max(len(words), 1)
+    relevance: dict[str, float] = {}
+    surface: dict[str, str] = {}
+    for text in feedback:
+        tokens = [t.lower() for t in TOKEN.findall(text)]
+        tokens = [t for t in tokens if t not in STOPWORDS and len(t) > 1 and not t.isdigit()]
+        for t in tokens:
+            s = stem(t)
+            relevance[s] = relevance.get(s, 0.0) + 1.0 / (len(tokens) * len(feedback))
+            surface.setdefault(s, t)
+    top = sorted(relevance.items(), key=lambda kv: (-kv[1], kv[0]))[:n_terms]
+    total = sum(p for _, p in top) or 1.0
+    for s, p in top:
+        entry = weights.setdefault(s, [surface[s], 0.0])
+        entry[1] = float(entry[1]) + (1 - query_weight) * p / total
+    if not weights:
+        return None
+    peak = max(float(w) for _, w in weights.values()) or 1.0
+    phrases = [
+        f'"{word}"' for word, w in weights.values() for _ in range(max(1, round(levels * float(w) / peak)))
+    ]
+    return " OR ".join(phrases)
