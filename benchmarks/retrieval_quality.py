@@ -10,12 +10,10 @@ every judged doc (score >= 1) as relevant; all 225 queries are averaged (a query
     .venv/bin/python benchmarks/retrieval_quality.py [--data /work/shared/data/cranfield]
         [--vector-weight W --keyword-weight W --rrf-k K --candidates N]   # one extra "custom" row
 
-Rows: keyword alone (vector_weight 0), vectors alone (keyword_weight 0), hybrid (defaults), a custom
-row when any retrieval override is given, and the recommended pipeline (:class:`PRFRetriever` below:
-min-max score fusion plus one round of pseudo-relevance feedback, RM3 on FTS5 and Rocchio on the query
-vector, with ``candidates`` 100 unless overridden; it is not in ``groundwork/`` yet, so it is defined
-here on top of the stores). Note that a weight of 0 still lets RRF append the other list's candidates
-(score 0, in chunk-id order) after the weighted ones, so the "alone" rows' recall@100 is the union's.
+Rows: keyword alone (vector_weight 0), vectors alone (keyword_weight 0), hybrid (the defaults: min-max
+fusion over 100 candidates per side plus one round of pseudo-relevance feedback, see
+``groundwork/rag/feedback.py``), the earlier default (RRF over 30 candidates, no feedback), and a custom
+row when any retrieval override is given. The "alone" rows still run the feedback round.
 Next to them, the plain baselines of ``baselines.py`` computed in the same run: MiniLM dense over
 ``title + " " + text`` always, and BM25 (bm25s, k1=1.5, b=0.75, English
 stopwords, Snowball stemmer) when ``bm25s`` and ``PyStemmer`` can be imported (they are no dependency of
@@ -33,7 +31,6 @@ import hashlib
 import json
 import math
 import os
-import sqlite3
 import sys
 import tempfile
 import time
@@ -56,11 +53,6 @@ if (CACHE / "pydeps").is_dir():  # optional baseline-only packages installed wit
 from groundwork.config import Settings  # noqa: E402
 from groundwork.container import Container  # noqa: E402
 from groundwork.models.base import EmbeddingModel, Vectors  # noqa: E402
-from groundwork.rag.retrieval import Retrieval, Retriever  # noqa: E402
-from groundwork.stores.protocols import ChunkFilter  # noqa: E402
-from groundwork.stores.sqlite import STOPWORDS, fts_query  # noqa: E402
-from groundwork.stores.sqlite import TOKEN as _TOKEN  # noqa: E402
-from groundwork.types import ScoredChunk  # noqa: E402
 
 # -- data and metrics --------------------------------------------------------------------------------
 
@@ -228,14 +220,11 @@ def run_groundwork(
     embedder: EmbeddingModel,
     queries: list[dict[str, str]],
     retrieval: dict[str, Any],
-    prf: bool = False,
 ) -> tuple[dict[str, list[str]], float, float]:
     """Rankings of doc ids per query, mean ms/query (search only) and mean chunks returned."""
     settings = Settings.load(None, data_dir=data_dir, retrieval=retrieval)
     c = Container(settings, embedder=embedder)
     retriever = c.retriever
-    if prf:
-        retriever = PRFRetriever(c.documents, c.vectors, c.embedder, settings.retrieval)
     runs: dict[str, list[str]] = {}
     seconds, returned = 0.0, 0
     for q in queries:
@@ -246,131 +235,6 @@ def run_groundwork(
         runs[q["_id"]] = list(dict.fromkeys(Path(sc.chunk.source).stem for sc in r.chunks))
     c.documents.close()
     return runs, 1000 * seconds / len(queries), returned / len(queries)
-
-
-# -- the recommended pipeline: score fusion + pseudo-relevance feedback (a sketch for retrieval.py) ------
-
-
-class _Porter:
-    """FTS5's own porter stemmer (an in-memory FTS5 table), so expansion terms group as FTS5 matches them."""
-
-    def __init__(self) -> None:
-        self._db = sqlite3.connect(":memory:", check_same_thread=False)
-        self._db.execute("CREATE VIRTUAL TABLE s USING fts5(x, tokenize='porter unicode61')")
-        self._db.execute("CREATE VIRTUAL TABLE v USING fts5vocab(s, 'instance')")
-        self._cache: dict[str, str] = {}
-
-    def __call__(self, word: str) -> str:
-        if word not in self._cache:
-            self._db.execute("DELETE FROM s")
-            self._db.execute("INSERT INTO s(rowid, x) VALUES (1, ?)", (word,))
-            row = self._db.execute("SELECT term FROM v LIMIT 1").fetchone()
-            self._cache[word] = row[0] if row else word
-        return self._cache[word]
-
-
-def minmax_fuse(lists: Sequence[tuple[Sequence[tuple[int, float]], float]]) -> list[tuple[int, float]]:
-    """Convex combination of min-max normalised scores (a missing score counts as the list's minimum)."""
-    scores: dict[int, float] = {}
-    for hits, weight in lists:
-        if not hits or weight == 0:
-            continue
-        values = [s for _, s in hits]
-        lo, span = min(values), max(max(values) - min(values), 1e-9)
-        for i, s in hits:
-            scores[i] = scores.get(i, 0.0) + weight * (s - lo) / span
-    return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
-
-
-def prf_match(
-    query: str, feedback: Sequence[str], stem: _Porter, n_terms: int, orig: float, levels: int
-) -> str:
-    """An FTS5 OR query: the query's words plus an RM3 relevance model of the feedback texts.
-
-    Weights: ``orig`` spread evenly over the query's content words, ``1 - orig`` over the ``n_terms``
-    stems most frequent in the feedback (mean of tf / doc length). FTS5's bm25() sums over phrases, so a
-    phrase repeated r times weighs r: each weight is quantised to ``round(levels * w / max_w)`` >= 1.
-    """
-    weights: dict[str, list[Any]] = {}  # stem -> [surface word to match, weight]
-    words = list(dict.fromkeys(w for w in (t.lower() for t in _TOKEN.findall(query)) if w not in STOPWORDS))
-    for w in words:
-        weights.setdefault(stem(w), [w, 0.0])[1] += orig / max(len(words), 1)
-    rel: dict[str, float] = {}
-    surface: dict[str, str] = {}
-    for text in feedback:
-        toks = [t.lower() for t in _TOKEN.findall(text)]
-        toks = [t for t in toks if t not in STOPWORDS and len(t) > 1 and not t.isdigit()]
-        for t in toks:
-            s = stem(t)
-            rel[s] = rel.get(s, 0.0) + 1.0 / (len(toks) * len(feedback))
-            surface.setdefault(s, t)
-    top = sorted(rel.items(), key=lambda kv: (-kv[1], kv[0]))[:n_terms]
-    total = sum(p for _, p in top) or 1.0
-    for s, p in top:
-        weights.setdefault(s, [surface[s], 0.0])[1] += (1 - orig) * p / total
-    if not weights:
-        return ""
-    peak = max(w for _, w in weights.values())
-    phrases = [f'"{w}"' for w, v in weights.values() for _ in range(max(1, round(levels * v / peak)))]
-    return " OR ".join(phrases)
-
-
-class PRFRetriever(Retriever):
-    """Hybrid retrieval with one round of pseudo-relevance feedback on both sides.
-
-    1. vector top-``candidates`` and FTS5 top-``candidates`` (bm25 column weights text 1 / headings
-       ``heading_weight``), fused by min-max convex combination (equal weights);
-    2. the top ``fb_docs`` fused chunks are the feedback: the query vector becomes
-       ``normalise(q + beta * mean(feedback vectors))`` and the keyword query gets the RM3 expansion of
-       :func:`prf_match`;
-    3. both searches run again and are fused the same way; that is the ranking returned.
-    """
-
-    fb_docs, fb_terms, orig_weight, levels, beta, heading_weight = 3, 20, 0.5, 4, 1.0, 1.0
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.stem = _Porter()
-
-    def _keyword(self, match: str, k: int, flt: ChunkFilter) -> list[tuple[int, float]]:
-        if not match:
-            return []
-        store = self.documents
-        where, args = store._filter_sql(flt)  # type: ignore[attr-defined]
-        with store._lock:  # type: ignore[attr-defined]
-            rows = store._db.execute(  # type: ignore[attr-defined]
-                f"SELECT f.rowid, bm25(chunks_fts, 1.0, {self.heading_weight}) AS s FROM chunks_fts f"
-                f" JOIN chunks c ON c.rowid = f.rowid WHERE chunks_fts MATCH ? AND {where}"
-                " ORDER BY s LIMIT ?",
-                [match, *args, k],
-            ).fetchall()
-        return [(int(r[0]), -float(r[1])) for r in rows]
-
-    def retrieve(  # type: ignore[override]
-        self, query: str, collection: str | None = "default", top_k: int | None = None, **_: Any
-    ) -> Retrieval:
-        s, t0 = self.settings, time.perf_counter()
-        flt = ChunkFilter(collection=collection)
-        allowed = self.documents.allowed_chunk_ids(flt)
-        qvec = self.embedder.embed([query])[0]
-        t1 = time.perf_counter()
-        n, wv, wk = s.candidates, s.vector_weight, s.keyword_weight
-        vec = self.vectors.query(qvec, n, allowed)
-        kw = self._keyword(fts_query(query) or "", n, flt)
-        best = max((v for _, v in vec), default=-1.0)  # first pass: the cosine min_vector_score is set for
-        fb = [i for i, _ in minmax_fuse([(vec, wv), (kw, wk)])[: self.fb_docs]]
-        if fb:
-            q2 = qvec + self.beta * self.vectors.get_vectors(np.asarray(fb, dtype=np.int64)).mean(axis=0)
-            vec = self.vectors.query(q2 / np.linalg.norm(q2), n, allowed)
-            texts = [c.text for c in self.documents.get_chunks(fb).values()]
-            match = prf_match(query, texts, self.stem, self.fb_terms, self.orig_weight, self.levels)
-            kw = self._keyword(match, n, flt)
-        fused = minmax_fuse([(vec, wv), (kw, wk)])[: top_k or s.top_k]
-        chunks = self.documents.get_chunks([i for i, _ in fused])
-        vs, ks = dict(vec), dict(kw)
-        scored = tuple(ScoredChunk(chunks[i], sc, vs.get(i), ks.get(i)) for i, sc in fused if i in chunks)
-        timings = {"embed_query": t1 - t0, "search": time.perf_counter() - t1}
-        return Retrieval(query, scored, best, len(kw), timings)
 
 
 def main() -> None:
@@ -417,6 +281,10 @@ def main() -> None:
             ("Groundwork keyword only (vector_weight 0)", {"vector_weight": 0.0}),
             ("Groundwork vectors only (keyword_weight 0)", {"keyword_weight": 0.0}),
             ("Groundwork hybrid (defaults)", {}),
+            (
+                "Groundwork before feedback (RRF, 30 candidates, no feedback)",
+                {"fusion": "rrf", "candidates": 30, "feedback_docs": 0},
+            ),
         ]
         custom = {
             k: v
@@ -430,11 +298,8 @@ def main() -> None:
         }
         if custom:
             configs.append((f"Groundwork custom {custom}", custom))
-        prf_settings = {"candidates": 100, **custom}
-        configs.append((f"recommended: PRFRetriever {prf_settings}", prf_settings))
         for name, overrides in configs:
-            prf = name.startswith("recommended")
-            runs, ms, returned = run_groundwork(data_dir, embedder, queries, overrides, prf)
+            runs, ms, returned = run_groundwork(data_dir, embedder, queries, overrides)
             rows.append((name, evaluate(runs, qrels), f"{ms:.1f} ms/q, {returned:.0f} chunks"))
         embedder.save()
 
