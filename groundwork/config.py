@@ -149,6 +149,11 @@ class RetrievalSettings(_Section):
         default=3, ge=0, le=20, description="Pseudo-relevance feedback chunks; 0: off."
     )
     feedback_terms: int = Field(default=20, ge=1, le=100)
+    feedback_max_chunks: int = Field(
+        default=20_000,
+        ge=0,
+        description="No feedback when the search may return more chunks than this (its cost grows).",
+    )
     feedback_query_weight: float = Field(default=0.7, ge=0, le=1)
     feedback_vector_beta: float = Field(default=1.0, ge=0)
     rrf_k: int = Field(default=60, ge=1)
@@ -343,6 +348,7 @@ retrieval:
   fusion: minmax          # minmax (normalised scores, weighted) | rrf (reciprocal rank fusion, rrf_k)
   feedback_docs: 3        # one round of pseudo-relevance feedback from the top fused chunks (0: off)
   feedback_terms: 20      # expansion terms for the keyword query (RM3)
+  feedback_max_chunks: 20000  # feedback costs ~0.6 s a query at 100k chunks: off above this size
   feedback_query_weight: 0.7  # share of the original query words in the expanded keyword query
   feedback_vector_beta: 1.0   # Rocchio: query vector + beta * mean of the feedback chunks' vectors
   rrf_k: 60

@@ -133,3 +133,23 @@ def test_feedback_never_reads_outside_the_callers_groups(tmp_path: Path, handboo
     assert r.chunks and all(Path(sc.chunk.source).name != "leave-policy.md" for sc in r.chunks)
     hr = c.retriever.retrieve("annual leave days holiday", principal=Principal("h", groups=("hr",)), top_k=10)
     assert {Path(sc.chunk.source).name for sc in hr.chunks} == {"leave-policy.md"}
+
+
+def test_feedback_is_skipped_on_large_searches(tmp_path: Path, handbook: Path) -> None:
+    small = Container(fake_settings(tmp_path / "a", retrieval={"feedback_max_chunks": 10}))
+    small.ingestor.ingest_paths([handbook])
+    assert "feedback" not in small.retriever.retrieve("annual leave").timings
+    big = Container(fake_settings(tmp_path / "b"))
+    big.ingestor.ingest_paths([handbook])
+    assert "feedback" in big.retriever.retrieve("annual leave").timings
+
+
+def test_the_only_collection_needs_no_id_filter(fake_container: Container, handbook: Path) -> None:
+    docs = fake_container.documents
+    fake_container.ingestor.ingest_paths([handbook / "leave-policy.md"])
+    assert docs.allowed_chunk_ids(ChunkFilter(collection="default")) is None
+    other = docs.allowed_chunk_ids(ChunkFilter(collection="other"))
+    assert other is not None and len(other) == 0
+    fake_container.ingestor.ingest_paths([handbook / "remote-work.md"], collection="other")
+    ids = docs.allowed_chunk_ids(ChunkFilter(collection="default"))
+    assert ids is not None and len(ids) == docs.list_documents("default")[0].chunk_count

@@ -105,9 +105,13 @@ class MiniLMEmbedder(EmbeddingModel):
         self.warm_up()
         torch = _torch()
         out: list[Vectors] = []
+        # Batches of similar lengths pad little: sorted, the model sees ~1.0x the real tokens instead of
+        # ~1.5x (measured on the PostgreSQL manual); the rows are put back in order at the end.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        ordered = [texts[i] for i in order]
         with torch.inference_mode():
-            for i in range(0, len(texts), self.batch_size):
-                batch = list(texts[i : i + self.batch_size])
+            for i in range(0, len(ordered), self.batch_size):
+                batch = ordered[i : i + self.batch_size]
                 with self._tok_lock:
                     enc = self._tokenizer(
                         batch, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt"
@@ -117,7 +121,10 @@ class MiniLMEmbedder(EmbeddingModel):
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
                 pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
                 out.append(pooled.cpu().numpy().astype(np.float32))
-        return np.vstack(out)
+        sorted_vectors = np.vstack(out)
+        result = np.empty_like(sorted_vectors)
+        result[np.asarray(order)] = sorted_vectors
+        return result
 
 
 def find_smollm_gguf() -> Path:

