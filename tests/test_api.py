@@ -22,21 +22,11 @@ from groundwork.models.base import ChatModel, Vectors
 from groundwork.models.fake import FakeChatModel, FakeEmbedder
 from groundwork.types import GenerationOptions, Message, StreamChunk
 from tests.conftest import fake_settings
+from tests.servers import BreaksMidway
 
 pytestmark = pytest.mark.anyio
 
 USER = [{"role": "user", "content": "hello there brave new world"}]
-
-
-class _BreaksMidway(ChatModel):
-    """Yields two chunks, then fails like a dropped upstream connection."""
-
-    async def stream(
-        self, messages: Sequence[Message], options: GenerationOptions | None = None
-    ) -> AsyncIterator[StreamChunk]:
-        yield StreamChunk("Hello")
-        yield StreamChunk(" world")
-        raise UpstreamError("the upstream connection was reset")
 
 
 class _Slow(ChatModel):
@@ -57,7 +47,7 @@ class _Crashes(ChatModel):
         yield StreamChunk("")  # pragma: no cover - makes this an async generator
 
 
-EXTRA_MODELS: dict[str, type[ChatModel]] = {"midway": _BreaksMidway, "slow": _Slow, "crash": _Crashes}
+EXTRA_MODELS: dict[str, type[ChatModel]] = {"midway": BreaksMidway, "slow": _Slow, "crash": _Crashes}
 
 
 @pytest.fixture

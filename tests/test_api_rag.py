@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import socket
 import threading
-import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,11 +12,9 @@ import httpx
 import openai
 import orjson
 import pytest
-import uvicorn
 from fastapi import FastAPI
 
 from groundwork.api import create_app, rag_documents
-from groundwork.api.server import server_config
 from groundwork.container import Container
 from groundwork.errors import UpstreamError
 from groundwork.models.base import ChatModel
@@ -29,6 +24,7 @@ from groundwork.rag.ingest import document_id
 from groundwork.samples import broken_dir, handbook_dir
 from groundwork.types import GenerationOptions, Message, StreamChunk, Usage
 from tests.conftest import fake_settings
+from tests.servers import serve
 
 LEAVE = "How many days of annual leave do full-time staff get?"
 LEAVE_ANSWER = "Full-time employees receive 27 days of annual leave per calendar year."
@@ -506,26 +502,6 @@ async def test_openapi_documents_the_rag_routes(client: httpx.AsyncClient) -> No
 
 
 # -- under uvicorn: the openai SDK, and tokens streamed as they are generated -----------------------------
-
-
-@contextlib.contextmanager
-def serve(container: Container) -> Iterator[str]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(server_config(create_app(container), "127.0.0.1", port))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
 
 
 @pytest.fixture(scope="module")

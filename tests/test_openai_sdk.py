@@ -3,39 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-import socket
-import threading
-import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import httpx
 import numpy as np
 import openai
 import pytest
-import uvicorn
 
-from groundwork.api import create_app
-from groundwork.api.server import server_config
 from groundwork.config import Settings
 from groundwork.container import Container
-from groundwork.errors import RateLimitError, UpstreamError
+from groundwork.errors import RateLimitError
 from groundwork.models.base import ChatModel
 from groundwork.models.fake import FakeChatModel
-from groundwork.types import GenerationOptions, Message, StreamChunk
+from tests.servers import BreaksMidway, serve
 
 USER: list[openai.types.chat.ChatCompletionMessageParam] = [
     {"role": "user", "content": "hello there brave new world"}
 ]
-
-
-class _BreaksMidway(ChatModel):
-    async def stream(
-        self, messages: Sequence[Message], options: GenerationOptions | None = None
-    ) -> AsyncIterator[StreamChunk]:
-        yield StreamChunk("Hello")
-        yield StreamChunk(" world")
-        raise UpstreamError("the upstream connection was reset")
 
 
 @dataclass
@@ -67,23 +52,11 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     configured = container.chat_model_for
 
     def chat_model_for(group: str | None = None) -> ChatModel:
-        return _BreaksMidway() if group == "midway" else configured(group)
+        return BreaksMidway() if group == "midway" else configured(group)
 
     container.chat_model_for = chat_model_for  # type: ignore[method-assign]
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(server_config(create_app(container), "127.0.0.1", port))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    yield Gateway(f"http://127.0.0.1:{port}", container)
-    server.should_exit = True
-    thread.join(10)
-    sock.close()
+    with serve(container) as url:
+        yield Gateway(url, container)
     container.close()
 
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Concatenate, ParamSpec, TypeVar
 
 import numpy as np
 
@@ -100,6 +101,21 @@ def discover(paths: Iterable[Path]) -> tuple[list[Path], list[Path]]:
     return list(dict.fromkeys(files)), folders
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _serialised(method: Callable[Concatenate[Ingestor, P], R]) -> Callable[Concatenate[Ingestor, P], R]:
+    """One writer at a time: two ingests of one source could otherwise interleave their index updates."""
+
+    def locked(self: Ingestor, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        with self._write_lock:
+            return method(self, *args, **kwargs)
+
+    locked.__name__, locked.__doc__ = method.__name__, method.__doc__
+    return locked
+
+
 class Ingestor:
     """Writes documents into a document store and keeps the vector index in step."""
 
@@ -113,27 +129,15 @@ class Ingestor:
         embed_batch: int = 64,
     ) -> None:
         self.embed_batch = embed_batch
-        # One writer at a time: two ingests of one source could otherwise interleave their index updates.
-        self._write_lock = threading.RLock()
+        self._write_lock = threading.RLock()  # see _serialised
         self.documents = documents
         self.vectors = vectors
         self.embedder = embedder
         self.chunking = chunking
         self.loaders = dict(LOADERS if loaders is None else loaders)
 
+    @_serialised
     def ingest_paths(
-        self,
-        paths: Sequence[Path | str],
-        collection: str = "default",
-        groups: Sequence[str] = (),
-        progress: Progress | None = None,
-        tags: Sequence[str] = (),
-    ) -> IngestReport:
-        """Ingest files and folders into ``collection`` (see :meth:`_ingest_paths` and the module docs)."""
-        with self._write_lock:
-            return self._ingest_paths(paths, collection, groups, progress, tags)
-
-    def _ingest_paths(
         self,
         paths: Sequence[Path | str],
         collection: str = "default",
@@ -192,6 +196,7 @@ class Ingestor:
             report.seconds = time.perf_counter() - started
         return report
 
+    @_serialised
     def ingest_bytes(
         self,
         data: bytes,
@@ -201,12 +206,6 @@ class Ingestor:
         tags: Sequence[str] = (),
     ) -> IngestReport:
         """Ingest one in-memory file (an upload); ``source`` names it and picks the loader."""
-        with self._write_lock:
-            return self._ingest_bytes(data, source, collection, groups, tags)
-
-    def _ingest_bytes(
-        self, data: bytes, source: str, collection: str, groups: Sequence[str], tags: Sequence[str]
-    ) -> IngestReport:
         started = time.perf_counter()
         report = IngestReport()
         try:
@@ -223,15 +222,15 @@ class Ingestor:
             report.seconds = time.perf_counter() - started
         return report
 
+    @_serialised
     def delete(self, document_id: str) -> bool:
         """Delete one document; ``False`` if it did not exist."""
-        with self._write_lock:
-            if self.documents.get_document(document_id) is None:
-                return False
-            ids = self.documents.delete_document(document_id)
-            self.vectors.delete(ids)
-            self.vectors.flush(self.documents.generation)
-            return True
+        if self.documents.get_document(document_id) is None:
+            return False
+        ids = self.documents.delete_document(document_id)
+        self.vectors.delete(ids)
+        self.vectors.flush(self.documents.generation)
+        return True
 
     def _delete_missing(self, folder: Path, collection: str, seen: set[str], report: IngestReport) -> None:
         prefix = str(folder) + "/"

@@ -1,0 +1,50 @@
+"""Shared test helpers: ``groundwork serve``'s app under a real uvicorn on 127.0.0.1, and a failing model."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence
+
+import uvicorn
+
+from groundwork.api import create_app
+from groundwork.api.server import server_config
+from groundwork.container import Container
+from groundwork.errors import UpstreamError
+from groundwork.models.base import ChatModel
+from groundwork.types import GenerationOptions, Message, StreamChunk
+
+
+@contextlib.contextmanager
+def serve(container: Container) -> Iterator[str]:
+    """Run the gateway for ``container`` on a free port; yields its base URL, stops it at the end."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(server_config(create_app(container), "127.0.0.1", port))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+class BreaksMidway(ChatModel):
+    """Yields two chunks, then fails like a dropped upstream connection."""
+
+    async def stream(
+        self, messages: Sequence[Message], options: GenerationOptions | None = None
+    ) -> AsyncIterator[StreamChunk]:
+        yield StreamChunk("Hello")
+        yield StreamChunk(" world")
+        raise UpstreamError("the upstream connection was reset")
