@@ -28,6 +28,15 @@ def test_models_come_from_packages_and_run_offline(embedded_container: Container
     assert os.environ.get("HF_HUB_OFFLINE") == "1"  # set by the code path itself, not by the tests
 
 
+def test_batched_embeddings_keep_the_input_order(embedded_container: Container) -> None:
+    """Batches are sorted by length inside embed(); the rows must come back in the caller's order."""
+    texts = ["a much longer sentence about annual leave, carry-over and notice periods " * 3, "pay day", "x"]
+    together = embedded_container.embedder.embed(texts)
+    for i, text in enumerate(texts):
+        alone = embedded_container.embedder.embed([text])[0]
+        assert float(together[i] @ alone) > 0.999
+
+
 def test_retrieval_hit_rate_on_the_handbook(embedded_container: Container) -> None:
     hits = 0
     for q in QUESTIONS["answerable"]:
