@@ -126,7 +126,7 @@ class Ingestor:
         embedder: EmbeddingModel,
         chunking: ChunkingSettings,
         loaders: dict[str, Loader] | None = None,
-        embed_batch: int = 64,
+        embed_batch: int = 256,
     ) -> None:
         self.embed_batch = embed_batch
         self._write_lock = threading.RLock()  # see _serialised
