@@ -37,7 +37,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import shutil
 import statistics
 import subprocess
@@ -49,27 +48,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from _common import peak_rss_mb, wait_for_quiet  # benchmarks/_common.py
+
 HTML_DIR = Path("/usr/share/doc/postgresql-doc-15/html")
 LLAMAINDEX_PYTHON = Path("/work/llamaindex-venv/bin/python")
 SAMPLE_CHUNKS = 128
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def wait_for_quiet(threshold: float = 1.5, poll_s: float = 30.0, max_wait_s: float = 1200.0) -> str:
-    """Wait until the 1-minute load average is below ``threshold``; returns a note for the report."""
-    started = time.monotonic()
-    while True:
-        load = os.getloadavg()[0]
-        waited = time.monotonic() - started
-        if load < threshold:
-            return f"load {load:.2f} after waiting {waited:.0f}s"
-        if waited >= max_wait_s:
-            return f"load still {load:.2f} after {waited:.0f}s: ran anyway"
-        print(f"  load average {load:.2f} >= {threshold}: waiting ({waited:.0f}s so far)", file=sys.stderr)
-        time.sleep(poll_s)
 
 
 # -- Groundwork side (runs in /work/main/.venv) ------------------------------------------------------------

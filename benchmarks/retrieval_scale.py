@@ -47,7 +47,6 @@ import hashlib
 import json
 import os
 import platform
-import resource
 import shutil
 import statistics
 import subprocess
@@ -62,6 +61,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from _common import peak_rss_mb, wait_for_quiet  # benchmarks/_common.py
 
 DIM = 384
 CLUSTERS = 1_000
@@ -76,24 +76,6 @@ BLOCK_DOCS = 100  # documents generated per block
 
 F32 = npt.NDArray[np.float32]
 I64 = npt.NDArray[np.int64]
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def wait_for_quiet(threshold: float = 1.5, poll_s: float = 30.0, max_wait_s: float = 1200.0) -> str:
-    """Wait until the 1-minute load average is below ``threshold``; returns a note for the report."""
-    started = time.monotonic()
-    while True:
-        load = os.getloadavg()[0]
-        waited = time.monotonic() - started
-        if load < threshold:
-            return f"load {load:.2f} after waiting {waited:.0f}s"
-        if waited >= max_wait_s:
-            return f"load still {load:.2f} after {waited:.0f}s: ran anyway"
-        print(f"  load average {load:.2f} >= {threshold}: waiting ({waited:.0f}s so far)", file=sys.stderr)
-        time.sleep(poll_s)
 
 
 # -- synthetic data ------------------------------------------------------------------------------------

@@ -328,20 +328,17 @@ class SQLiteDocumentStore:
         if flt.collection is not None:
             clauses.append(f"{alias}.collection = ?")
             args.append(flt.collection)
-        if flt.groups is not None:
-            marks = ",".join("?" * len(flt.groups)) or "NULL"
-            clauses.append(
-                f"EXISTS (SELECT 1 FROM document_groups g WHERE g.document_id = {alias}.document_id"
-                f" AND g.grp IN ({marks}))"
-            )
-            args.extend(flt.groups)
-        if flt.tags is not None:
-            marks = ",".join("?" * len(flt.tags)) or "NULL"
-            clauses.append(
-                f"EXISTS (SELECT 1 FROM document_tags t WHERE t.document_id = {alias}.document_id"
-                f" AND t.tag IN ({marks}))"
-            )
-            args.extend(flt.tags)
+        for table, column, values in (
+            ("document_groups", "grp", flt.groups),
+            ("document_tags", "tag", flt.tags),
+        ):
+            if values is not None:  # the document carries any of the values (an empty tuple admits nothing)
+                marks = ",".join("?" * len(values)) or "NULL"
+                clauses.append(
+                    f"EXISTS (SELECT 1 FROM {table} x WHERE x.document_id = {alias}.document_id"
+                    f" AND x.{column} IN ({marks}))"
+                )
+                args.extend(values)
         doc_clauses: list[str] = []
         if flt.source_prefix is not None:
             # a prefix match that treats % and _ literally
