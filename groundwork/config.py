@@ -115,7 +115,7 @@ class EmbeddingSettings(_Section):
 class StorageSettings(_Section):
     """Where documents, chunks and vectors live."""
 
-    backend: Literal["embedded"] = "embedded"
+    backend: Literal["embedded", "postgres"] = "embedded"
     exact_search_below: int = Field(
         default=20_000,
         ge=0,
@@ -185,6 +185,22 @@ class AnswerSettings(_Section):
     )
 
 
+class PromptsSettings(_Section):
+    """The prompt registry and the evaluation harness."""
+
+
+class CacheSettings(_Section):
+    """The response cache (exact and semantic), scoped by permission."""
+
+
+class SecuritySettings(_Section):
+    """API keys and roles, rate limits, input and output guards, audit."""
+
+
+class ObservabilitySettings(_Section):
+    """Tracing, metrics, logs and notifications."""
+
+
 class Settings(BaseSettings):
     """All of Groundwork's configuration. Load with :meth:`Settings.load`."""
 
@@ -207,6 +223,14 @@ class Settings(BaseSettings):
     chunking: ChunkingSettings = Field(default_factory=ChunkingSettings)
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     answer: AnswerSettings = Field(default_factory=AnswerSettings)
+    prompts: PromptsSettings = Field(default_factory=PromptsSettings)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
+    security: SecuritySettings = Field(default_factory=SecuritySettings)
+    observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
+    redis_url: str = Field(
+        default="redis://127.0.0.1:6379",
+        description="Redis for the shared cache, rate limits and router health (env GROUNDWORK_REDIS_URL).",
+    )
 
     @model_validator(mode="after")
     def _fallbacks_name_groups(self) -> Settings:

@@ -25,6 +25,7 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response, StreamingResponse
 
+from groundwork.api.context import principal_of
 from groundwork.api.errors import REQUEST_ID_KEY, error_payload, error_response, internal_error, logger
 from groundwork.api.middleware import MODEL_TIME_KEY
 from groundwork.api.rag import (
@@ -207,6 +208,7 @@ async def _rag_completion(
         answer = await answerer.ask(
             question,
             rag.collection,
+            principal_of(request),
             top_k=rag.top_k,
             filters=rag.filters.to_filters() if rag.filters else None,
         )

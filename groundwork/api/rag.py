@@ -36,6 +36,7 @@ from fastapi import APIRouter, Request
 from pydantic import ValidationError
 from starlette.responses import Response, StreamingResponse
 
+from groundwork.api.context import principal_of
 from groundwork.api.errors import (
     REQUEST_ID_KEY,
     RequestValidationFailed,
@@ -170,6 +171,7 @@ async def _stream_answer(
             return await answerer.ask(
                 body.question,
                 body.collection,
+                principal_of(request),
                 on_token=tokens.put_nowait,
                 top_k=body.top_k,
                 filters=body.filters.to_filters() if body.filters else None,
@@ -243,6 +245,7 @@ def rag_router(state: ApiState) -> APIRouter:
             answer = await answerer.ask(
                 body.question,
                 body.collection,
+                principal_of(request),
                 top_k=body.top_k,
                 filters=body.filters.to_filters() if body.filters else None,
             )
@@ -260,6 +263,7 @@ def rag_router(state: ApiState) -> APIRouter:
                 lambda: container.retriever.retrieve(
                     body.query,
                     body.collection,
+                    principal_of(request),
                     top_k=body.top_k,
                     filters=body.filters.to_filters() if body.filters else None,
                 )

@@ -11,15 +11,14 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from groundwork.errors import StorageError
 from groundwork.stores.protocols import ChunkFilter, FloatArray, IdArray
+from groundwork.stores.sqlite_db import Migration, SQLiteDatabase, run_script
 from groundwork.types import Chunk, Document
 
 # The same split as FTS5's unicode61 tokenizer: runs of letters and digits in any script
@@ -34,15 +33,8 @@ STOPWORDS = frozenset(
 )
 
 
-def _run_script(db: sqlite3.Connection, script: str) -> None:
-    # executescript() would COMMIT the migration's transaction half-way; run statements one by one.
-    for statement in script.split(";"):
-        if statement.strip():
-            db.execute(statement)
-
-
 def _m1_schema(db: sqlite3.Connection) -> None:
-    _run_script(
+    run_script(
         db,
         """
         CREATE TABLE documents (
@@ -98,7 +90,7 @@ _DOC_COLUMNS = (
     " modified_at"
 )
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m1_schema, _m2_tags_and_mtime]
+MIGRATIONS: list[Migration] = [_m1_schema, _m2_tags_and_mtime]
 """Ordered schema migrations; the number applied is recorded in ``PRAGMA user_version``."""
 
 
@@ -114,34 +106,10 @@ class SQLiteDocumentStore:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.RLock()
-        try:
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            self._migrate()
-        except sqlite3.DatabaseError as exc:
-            raise StorageError(f"cannot open the document store {self.path}: {exc}") from exc
-
-    def _migrate(self) -> None:
-        (version,) = self._db.execute("PRAGMA user_version").fetchone()
-        for number, migration in enumerate(MIGRATIONS[version:], start=version + 1):
-            with self._transaction():
-                migration(self._db)
-                self._db.execute(f"PRAGMA user_version = {number}")
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        self._sqlite = SQLiteDatabase(self.path, MIGRATIONS, what="document store")
+        self._lock = self._sqlite.lock
+        self._db = self._sqlite.connection
+        self._transaction = self._sqlite.transaction
 
     def close(self) -> None:
         with self._lock:
