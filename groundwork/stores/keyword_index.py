@@ -17,22 +17,25 @@ repeated to weigh more (see :func:`groundwork.rag.feedback.feedback_match`).
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
 import threading
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+import Stemmer
 import tantivy
 
 from groundwork.errors import StorageError
 from groundwork.stores.protocols import ChunkFilter
 
-SCHEMA_VERSION = "1"
-TEXT_FIELDS = ("text", "headings")
+SCHEMA_VERSION = "3"
+_WORD = re.compile(r"[^\W_]+")
 _PHRASE = re.compile(r'"([^"]*)"')
 _ASCII_PUNCT = re.compile(r"([!-/:-@\[-`{-~])")
 
@@ -55,29 +58,53 @@ class KeywordEntry:
 def _schema() -> tantivy.Schema:
     b = tantivy.SchemaBuilder()
     b.add_integer_field("id", stored=False, indexed=True, fast=True)
-    for name in TEXT_FIELDS:
-        b.add_text_field(name, stored=False, tokenizer_name="groundwork", index_option="freq")
+    # One field for headings and text: BM25 over their concatenation is what FTS5's bm25() computed
+    # over two columns of weight 1 (one term frequency, one length). Two tantivy fields, each with its
+    # own BM25, lost 0.015 nDCG@10 on Cranfield.
+    b.add_text_field("body", stored=False, tokenizer_name="stems", index_option="freq")
     for name in ("document_id", "collection", "source", "groups", "tags"):
         b.add_text_field(name, stored=False, tokenizer_name="raw", index_option="basic")
     b.add_float_field("modified_at", stored=False, indexed=True, fast=True)
     return b.build()
 
 
-def _analyzer() -> tantivy.TextAnalyzer:
-    """Words as FTS5's ``porter unicode61`` splits them: letters and digits, lower-cased, folded, stemmed."""
-    return (
-        tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.simple())
-        .filter(tantivy.Filter.remove_long(64))
-        .filter(tantivy.Filter.lowercase())
-        .filter(tantivy.Filter.ascii_fold())
-        .filter(tantivy.Filter.stemmer("english"))
-        .build()
-    )
+class Analyzer:
+    """Words as FTS5's ``porter unicode61`` tokenizer made them: runs of letters and digits, lower-cased,
+    diacritics removed, Porter-stemmed (PyStemmer's C Porter, the algorithm FTS5 uses).
+
+    The analysis runs here, not in tantivy, whose English stemmer is Porter2: with it Cranfield's
+    nDCG@10 fell from 0.4447 to 0.4366.
+    """
+
+    def __init__(self) -> None:
+        self._stemmer = Stemmer.Stemmer("porter")
+
+    def __call__(self, text: str) -> list[str]:
+        words = [w.lower() for w in _WORD.findall(text) if len(w) <= 64]
+        words = [w if w.isascii() else _fold(w) for w in words]
+        return list(self._stemmer.stemWords(words))
+
+
+def _fold(word: str) -> str:
+    return "".join(c for c in unicodedata.normalize("NFKD", word) if not unicodedata.combining(c))
 
 
 def weighted_words(match: str) -> Counter[str]:
     """The quoted words of an FTS5 OR query, counted: ``'"a" OR "b" OR "a"'`` -> ``{a: 2, b: 1}``."""
     return Counter(p for p in _PHRASE.findall(match) if p.strip())
+
+
+def _idf_ratio(n_docs: int, df: int) -> float:
+    """FTS5's BM25 idf over tantivy's (Lucene's): boosting by it makes tantivy score as FTS5 did.
+
+    FTS5 uses ``ln((N - n + 0.5) / (n + 0.5))`` (floored at 1e-6), Lucene ``ln(1 + (N - n + 0.5) /
+    (n + 0.5))``, which weighs common words more; the fusion weights were tuned on FTS5's scores.
+    """
+    if df <= 0:
+        return 1.0
+    odds = max((n_docs - df + 0.5) / (df + 0.5), 0.0)  # deleted documents still count in df
+    fts5 = math.log(odds) if odds > 1.0 else 1e-6
+    return fts5 / max(math.log1p(odds), 1e-6)
 
 
 class TantivyKeywordIndex:
@@ -86,7 +113,7 @@ class TantivyKeywordIndex:
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
         self._schema = _schema()
-        self._analyzer = _analyzer()
+        self._analyze = Analyzer()
         self._lock = threading.RLock()
         self._writer: tantivy.IndexWriter | None = None
         self._pending_generation: int | None = None
@@ -103,7 +130,8 @@ class TantivyKeywordIndex:
             shutil.rmtree(self.directory, ignore_errors=True)
             self.directory.mkdir(parents=True)
             index = tantivy.Index(self._schema, path=str(self.directory), reuse=True)
-        index.register_tokenizer("groundwork", self._analyzer)
+        # the body holds analysed stems already: tantivy only splits it
+        index.register_tokenizer("stems", tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.whitespace()).build())
         self.generation = self._read_generation()
         return index
 
@@ -149,8 +177,7 @@ class TantivyKeywordIndex:
         return tantivy.Document(
             id=e.id,
             document_id=e.document_id,
-            text=e.text,
-            headings=e.headings,
+            body=" ".join(self._analyze(f"{e.headings}\n{e.text}")),
             collection=e.collection,
             source=e.source,
             groups=list(e.groups),
@@ -189,7 +216,7 @@ class TantivyKeywordIndex:
     # -- searching ----------------------------------------------------------------------------------
 
     def _tokens(self, word: str) -> list[str]:
-        return list(dict.fromkeys(self._analyzer.analyze(word)))
+        return list(dict.fromkeys(self._analyze(word)))
 
     def _filter(self, flt: ChunkFilter) -> list[tantivy.Query] | None:
         """Queries every admitted chunk matches; ``None`` when the filter admits nothing."""
@@ -231,9 +258,9 @@ class TantivyKeywordIndex:
         should: list[tuple[tantivy.Occur, tantivy.Query]] = []
         for word, weight in weighted_words(match).items():
             for token in self._tokens(word):
-                for field in TEXT_FIELDS:
-                    q = tantivy.Query.term_query(self._schema, field, token)
-                    should.append((tantivy.Occur.Should, tantivy.Query.boost_query(q, float(weight))))
+                q = tantivy.Query.term_query(self._schema, "body", token)
+                boost = weight * _idf_ratio(searcher.num_docs, searcher.doc_freq("body", token))
+                should.append((tantivy.Occur.Should, tantivy.Query.boost_query(q, boost)))
         if not should:
             return []
         text_query = tantivy.Query.boolean_query(should)

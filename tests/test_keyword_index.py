@@ -1,0 +1,123 @@
+"""The tantivy keyword index behind SQLiteDocumentStore.keyword_search: filters, and staying in step
+with SQLite across crashes, corruption and reopening."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from groundwork.stores.keyword_index import TantivyKeywordIndex, weighted_words
+from groundwork.stores.protocols import ChunkFilter
+from groundwork.stores.sqlite import SQLiteDocumentStore
+from tests.test_stores import make_doc
+
+
+def ids(hits: list[tuple[int, float]]) -> list[int]:
+    return [i for i, _ in hits]
+
+
+def put(store: SQLiteDocumentStore, doc_id: str, text: str, **fields: object) -> int:
+    doc, chunks, vecs = make_doc(doc_id, [text], source=str(fields.pop("source", f"{doc_id}.md")))
+    doc = dataclasses.replace(doc, **fields)  # type: ignore[arg-type]
+    return int(store.write_document(doc, chunks, vecs)[0])
+
+
+@pytest.fixture
+def store(tmp_path: Path):  # type: ignore[no-untyped-def]
+    s = SQLiteDocumentStore(tmp_path / "gw.sqlite3")
+    yield s
+    s.close()
+
+
+def test_weighted_words_counts_repeated_phrases() -> None:
+    assert weighted_words('"a" OR "b" OR "a"') == {"a": 2, "b": 1}
+    assert weighted_words("no quotes") == {}
+
+
+def test_source_prefix_is_literal_not_a_pattern(store: SQLiteDocumentStore) -> None:
+    special = put(store, "s1", "gazebo plans", source="docs/a+b (1)/plan.md")
+    other = put(store, "s2", "gazebo plans", source="docs/aab (1)/plan.md")
+    dotted = put(store, "s3", "gazebo plans", source="docs/x.y/plan.md")
+    put(store, "s4", "gazebo plans", source="docs/xzy/plan.md")
+    assert ids(store.keyword_search("gazebo", 10, ChunkFilter(source_prefix="docs/a+b (1)/"))) == [special]
+    assert ids(store.keyword_search("gazebo", 10, ChunkFilter(source_prefix="docs/aab"))) == [other]
+    assert ids(store.keyword_search("gazebo", 10, ChunkFilter(source_prefix="docs/x.y"))) == [dotted]
+    assert len(store.keyword_search("gazebo", 10, ChunkFilter(source_prefix="docs/"))) == 4
+
+
+def test_tags_and_modification_time_filter_inside_the_search(store: SQLiteDocumentStore) -> None:
+    old = put(store, "old", "trebuchet manual", tags=("legacy",), modified_at=1000.0)
+    new = put(store, "new", "trebuchet manual", tags=("current", "x"), modified_at=2000.0)
+    assert ids(store.keyword_search("trebuchet", 10, ChunkFilter(tags=("current",)))) == [new]
+    assert sorted(ids(store.keyword_search("trebuchet", 10, ChunkFilter(tags=("legacy", "x"))))) == sorted(
+        [old, new]
+    )
+    assert store.keyword_search("trebuchet", 10, ChunkFilter(tags=())) == []
+    assert ids(store.keyword_search("trebuchet", 10, ChunkFilter(modified_after=1500.0))) == [new]
+    assert ids(store.keyword_search("trebuchet", 10, ChunkFilter(modified_before=2000.0))) == [old]
+    inclusive = ids(store.keyword_search("trebuchet", 10, ChunkFilter(modified_after=1000.0)))
+    assert sorted(inclusive) == sorted([old, new])
+
+
+def test_a_filter_fills_the_top_k_before_ranking(store: SQLiteDocumentStore) -> None:
+    for i in range(30):
+        put(store, f"a{i}", "ocelot ocelot ocelot ocelot", groups=("a",))
+    wanted = put(store, "b", "one ocelot among many words in a longer sentence", groups=("b",))
+    assert ids(store.keyword_search("ocelot", 1, ChunkFilter(groups=("b",)))) == [wanted]
+    assert store.keyword_search("ocelot", 5, ChunkFilter(groups=("c",))) == []
+
+
+def test_an_index_behind_the_store_is_rebuilt_on_open(tmp_path: Path) -> None:
+    path = tmp_path / "gw.sqlite3"
+    store = SQLiteDocumentStore(path)
+    first = put(store, "d1", "albatross migration")
+    store.close()
+    # as if the process died after SQLite committed a second document but before the index did
+    store = SQLiteDocumentStore(path)
+    second = put(store, "d2", "albatross nesting")
+    (store.keywords.directory / "generation").write_text(f"1 {store.generation - 1}\n")
+    store.keywords._writer = None  # the pending index write is lost with the process
+    store._db.close()
+    store = SQLiteDocumentStore(path)
+    assert sorted(ids(store.keyword_search("albatross", 10, ChunkFilter()))) == sorted([first, second])
+    assert store.keywords.generation == store.generation
+    store.close()
+
+
+def test_a_corrupt_index_is_rebuilt(tmp_path: Path) -> None:
+    path = tmp_path / "gw.sqlite3"
+    store = SQLiteDocumentStore(path)
+    chunk = put(store, "d1", "pangolin scales")
+    directory = store.keywords.directory
+    store.close()
+    (directory / "meta.json").write_text("{ not json")
+    store = SQLiteDocumentStore(path)
+    assert ids(store.keyword_search("pangolin", 10, ChunkFilter())) == [chunk]
+    store.close()
+
+
+def test_reopening_an_index_in_step_does_not_rebuild(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "gw.sqlite3"
+    store = SQLiteDocumentStore(path)
+    chunk = put(store, "d1", "capybara pools")
+    store.close()
+
+    def fail(*_: object) -> int:
+        raise AssertionError("rebuilt an index that was in step")
+
+    monkeypatch.setattr(TantivyKeywordIndex, "rebuild", fail)
+    store = SQLiteDocumentStore(path)
+    assert ids(store.keyword_search("capybara", 10, ChunkFilter())) == [chunk]
+    store.close()
+
+
+def test_deleted_and_replaced_documents_leave_the_index(store: SQLiteDocumentStore) -> None:
+    put(store, "d1", "quetzal feathers")
+    store.delete_document("d1")
+    assert store.keyword_search("quetzal", 10, ChunkFilter()) == []
+    put(store, "d2", "okapi stripes")
+    replaced = put(store, "d2", "okapi spots")
+    assert ids(store.keyword_search("okapi", 10, ChunkFilter())) == [replaced]
+    assert store.keyword_search("stripes", 10, ChunkFilter()) == []
