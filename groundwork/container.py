@@ -17,6 +17,9 @@ from groundwork.gateway import DeploymentState, Health, Router
 from groundwork.models.base import ChatModel, EmbeddingModel
 from groundwork.models.fake import FakeChatModel, FakeEmbedder
 from groundwork.models.http import SharedSession
+from groundwork.prompts.builtin import BUILTIN_PROMPTS
+from groundwork.prompts.registry import PromptRegistry
+from groundwork.prompts.sqlite_store import SQLitePromptStore
 from groundwork.rag.answer import Answerer
 from groundwork.rag.ingest import Ingestor
 from groundwork.rag.retrieval import Retriever
@@ -161,7 +164,17 @@ class Container:
             self.embedder,
             self.settings.answer,
             self.settings.retrieval.min_vector_score,
+            prompts=self.prompts,
+            prompt_ref=self.settings.prompts.answer_prompt,
         )
+
+    @cached_property
+    def prompts(self) -> PromptRegistry:
+        """The prompt registry (``<data_dir>/prompts.sqlite3``), seeded with the built-in prompts."""
+        registry = PromptRegistry(SQLitePromptStore(self.data_dir / "prompts.sqlite3"))
+        if self.settings.prompts.seed:
+            registry.seed(BUILTIN_PROMPTS)
+        return registry
 
     def warm_up(self) -> None:
         """Build the store, the vector index and the RAG parts now, in one thread.
@@ -170,7 +183,7 @@ class Container:
         race to build them (``functools.cached_property`` is not locked on Python 3.12+).
         """
         with self._build_lock:
-            for part in ("documents", "vectors", "ingestor", "retriever", "answerer", "router"):
+            for part in ("documents", "vectors", "ingestor", "retriever", "prompts", "answerer", "router"):
                 getattr(self, part)
 
     async def aclose_clients(self) -> None:
@@ -184,3 +197,5 @@ class Container:
         """Close the store (models hold no OS resources beyond memory)."""
         if "documents" in self.__dict__:
             self.documents.close()
+        if "prompts" in self.__dict__:
+            self.prompts.close()
