@@ -13,11 +13,14 @@ from functools import cached_property
 from pathlib import Path
 
 from groundwork.config import Deployment, Settings
+from groundwork.evals.assertions import Evaluator
+from groundwork.evals.judge import LLMJudge
+from groundwork.evals.targets import EvalDeps
 from groundwork.gateway import DeploymentState, Health, Router
 from groundwork.models.base import ChatModel, EmbeddingModel
 from groundwork.models.fake import FakeChatModel, FakeEmbedder
 from groundwork.models.http import SharedSession
-from groundwork.prompts.builtin import BUILTIN_PROMPTS
+from groundwork.prompts.builtin import BUILTIN_PROMPTS, EVAL_JUDGE
 from groundwork.prompts.registry import PromptRegistry
 from groundwork.prompts.sqlite_store import SQLitePromptStore
 from groundwork.rag.answer import Answerer
@@ -175,6 +178,27 @@ class Container:
         if self.settings.prompts.seed:
             registry.seed(BUILTIN_PROMPTS)
         return registry
+
+    def eval_deps(self) -> EvalDeps:
+        """What evaluation targets are built from: the registry, the models and the answerer."""
+        return EvalDeps(
+            self.prompts,
+            self.chat_model_for,
+            lambda: self.answerer,
+            self.embedder,
+            self.settings.prompts.answer_prompt,
+        )
+
+    def evaluator(self) -> Evaluator:
+        """The embedder and the LLM judge (``evals.judge@production`` on ``prompts.judge_model``)."""
+        p = self.settings.prompts
+        judge = self.prompts.get(EVAL_JUDGE, "production")
+        model = self.chat_model_for(p.judge_model)
+        return Evaluator(
+            self.embedder,
+            LLMJudge(model, judge.template, p.judge_attempts, judge.ref),
+            self.settings.answer.min_support,
+        )
 
     def warm_up(self) -> None:
         """Build the store, the vector index and the RAG parts now, in one thread.
