@@ -165,6 +165,15 @@ class Suite(_Strict):
                 raise ValueError(f"a {self.target.kind!r} target needs a question in every case: {missing}")
         return self
 
+    def ingest_paths(self) -> list[Path]:
+        """The paths ``target.ingest`` names (``samples:handbook``: the bundled handbook)."""
+        from groundwork.samples import handbook_dir
+
+        return [
+            handbook_dir() if p == "samples:handbook" else (self.base_dir / p).resolve()
+            for p in self.target.ingest
+        ]
+
     def assertions_of(self, case: Case) -> list[AssertionSpec]:
         """The suite's assertions followed by the case's own."""
         return [*self.assertions, *case.assertions]
