@@ -274,6 +274,8 @@ class PromptVariableError(InputError):
         super().__init__(message, details={"variable": variable, "rule": rule}, **kwargs)
         self.variable = variable
         self.rule = rule
+        self.param = f"variables.{variable}"
+        """The request field an HTTP error body names."""
 
 
 class JudgeOutputError(ModelError):
