@@ -114,10 +114,20 @@ def write_reports(
         out.print(f"wrote {json_path}")
 
 
+async def warm_up_models(c: Container) -> None:
+    """Load in-process models before the first case, so no case pays (or times out on) the load."""
+    c.router  # noqa: B018 - builds every deployment's model
+    for model in list(c.shared_models.values()):
+        warm_up = getattr(model, "warm_up", None)
+        if callable(warm_up):
+            await asyncio.to_thread(warm_up)
+
+
 async def _evaluate(
     c: Container, suite: Suite, variants: tuple[str | None, ...], concurrency: int | None
 ) -> list[SuiteRun]:
     deps, evaluator = c.eval_deps(), c.evaluator()
+    await warm_up_models(c)
     runs: list[SuiteRun] = []
     try:
         with progress_bar() as bar:

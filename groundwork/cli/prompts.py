@@ -98,12 +98,21 @@ def show(
 
 
 @prompts_app.command("history")
-def history(name: str, config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
+def history(
+    name: str,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
     """Every version and every label move of a prompt."""
     try:
         versions, events = _open(config, data_dir).prompts.history(name)
     except GroundworkError as exc:
         raise _fail(exc) from exc
+    if as_json:
+        body = {"versions": [v.to_dict() for v in versions], "label_events": [e.to_dict() for e in events]}
+        typer.echo(json.dumps(body, indent=2, ensure_ascii=False))
+        return
     table = Table("version", "author", "created (UTC)", "hash", "message")
     for v in versions:
         at = time.strftime("%Y-%m-%d %H:%M", time.gmtime(v.created_at))
@@ -236,7 +245,14 @@ def label(
 def _gate(
     c: Container, name: str, version: int, label_name: str, suite_ref: str, author: str, report: Path | None
 ) -> list[str]:
-    from groundwork.cli.evals import bar_callback, ingest_for, print_comparison, print_run, progress_bar
+    from groundwork.cli.evals import (
+        bar_callback,
+        ingest_for,
+        print_comparison,
+        print_run,
+        progress_bar,
+        warm_up_models,
+    )
     from groundwork.evals.gate import GateOptions, promote
     from groundwork.evals.report import report_html
     from groundwork.evals.suite import load_suite
@@ -248,6 +264,7 @@ def _gate(
 
     async def run() -> Any:
         try:
+            await warm_up_models(c)
             with progress_bar() as bar:
                 return await promote(
                     suite,
