@@ -407,7 +407,7 @@ def test_a_version_that_holds_up_is_promoted_with_the_evidence(eval_container: C
 
 def test_the_gate_refuses_a_suite_of_another_prompt(eval_container: Container) -> None:
     suite = parse_suite(rag_suite())
-    with pytest.raises(InputError, match="not prompt 'evals.judge'"):
+    with pytest.raises(InputError, match=r"not prompt 'evals\.judge'"):
         run(
             promote(
                 suite, eval_container.eval_deps(), eval_container.evaluator(), "evals.judge", 1, "production"

@@ -66,7 +66,8 @@ def test_prompts_commands(project: Path) -> None:
     ok("prompts", "label", "support.reply", "production", "--version", "2")
     assert "-> 1" in ok("prompts", "rollback", "support.reply", "production")
     history = json.loads(ok("prompts", "history", "support.reply", "--json"))
-    assert history["label_events"][-1]["reason"] == "rollback" and history["versions"][0]["message"] == "first"
+    assert history["label_events"][-1]["reason"] == "rollback"
+    assert history["versions"][0]["message"] == "first"
     assert "support.reply" not in ok("prompts", "history", "rag.answer")
     unknown = runner.invoke(app, ["prompts", "show", "nope"])
     assert unknown.exit_code == 2 and "no prompt named 'nope'" in unknown.output
