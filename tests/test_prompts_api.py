@@ -171,3 +171,53 @@ async def test_answers_use_the_production_prompt_and_name_it(
         },
     )
     assert chat.json()["groundwork"]["prompt"] == "rag.answer@2"
+
+
+SUITE = {
+    "name": "api",
+    "target": {"kind": "rag", "collection": "default"},
+    "thresholds": {"pass_rate": 1.0},
+    "cases": [
+        {
+            "id": "annual-leave",
+            "question": LEAVE,
+            "gold_documents": ["leave-policy.md"],
+            "assert": [{"type": "citation"}, {"type": "contains", "value": "27"}],
+        },
+        {"id": "world-cup", "question": "Who won the 2018 FIFA World Cup?", "assert": [{"type": "refusal"}]},
+    ],
+}
+
+
+@anyio
+async def test_eval_runs_over_http_run_as_the_caller(client: httpx.AsyncClient, container: Container) -> None:
+    assert not container.ingestor.ingest_paths([handbook_dir()], groups=["hr"]).failed
+    r = await client.post("/v1/evals/runs", json={"suite": SUITE})
+    assert r.status_code == 200, r.text
+    run = r.json()["run"]
+    assert run["passed"] and run["cases"][0]["prompt"] == "rag.answer@1"
+    assert run["metrics"]["context_recall"] == 1.0
+
+    async for eng in _client(container, Principal("erin", "builder", ("eng",))):
+        r = await eng.post("/v1/evals/runs", json={"suite": SUITE})
+        outsider = r.json()["run"]
+        assert not outsider["passed"]  # erin may not read the HR handbook: nothing to cite
+        assert outsider["cases"][0]["mode"] == "no_answer" and outsider["cases"][0]["cited"] == []
+
+    compared = (await client.post("/v1/evals/runs", json={"suite": SUITE, "compare": ["1", "latest"]})).json()
+    assert compared["comparison"]["verdict"] == "no_difference"
+    assert compared["b"]["target"].startswith("rag rag.answer@1")
+
+
+@anyio
+async def test_eval_runs_refuse_what_they_must(
+    client: httpx.AsyncClient, user_client: httpx.AsyncClient
+) -> None:
+    assert (await user_client.post("/v1/evals/runs", json={"suite": SUITE})).status_code == 403
+    ingest = {**SUITE, "target": {**SUITE["target"], "ingest": ["/etc"]}}
+    r = await client.post("/v1/evals/runs", json={"suite": ingest})
+    assert r.status_code == 400 and "may only ingest samples:handbook" in r.json()["error"]["message"]
+    r = await client.post("/v1/evals/runs", json={"suite": "../../etc/passwd"})
+    assert r.status_code == 404 and "shipped suites: handbook" in r.json()["error"]["message"]
+    r = await client.post("/v1/evals/runs", json={"suite": {"name": "x", "cases": []}})
+    assert r.status_code == 400 and "cases" in r.json()["error"]["message"]

@@ -12,15 +12,18 @@
     POST /v1/prompts/{name}/labels/{label}/rollback   {to?} -> move it back
     GET  /v1/prompts/{name}/diff?a=1&b=2              unified diff of two versions
     POST /v1/prompts/{name}/render                    {version, variables} -> messages (strict)
+    POST /v1/evals/runs                               {suite, compare?} -> results, run as the caller
 
 Everyone may read and render; creating versions and moving labels needs the ``builder`` or ``admin``
 role (:func:`~groundwork.api.context.principal_of`), and the caller is recorded as author or actor.
-Gated promotion runs an evaluation suite and takes minutes: it is a CLI command
-(``groundwork prompts label NAME production --version V --gate SUITE``), not a route.
+An evaluation run over HTTP answers when every case is done (minutes on the embedded model) and runs
+as the caller, so a RAG suite sees only the documents the caller may read. Gated promotion is a CLI
+command (``groundwork prompts label NAME production --version V --gate SUITE``), not a route.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -32,7 +35,11 @@ from groundwork.api.rag import json_response
 from groundwork.api.routing import raw_router
 from groundwork.api.schemas import parse_body
 from groundwork.api.state import ApiState
-from groundwork.errors import PermissionDeniedError
+from groundwork.errors import InputError, PermissionDeniedError
+from groundwork.evals.compare import compare_runs
+from groundwork.evals.runner import run_suite
+from groundwork.evals.suite import Suite, load_suite, parse_suite, shipped_suite_path
+from groundwork.evals.targets import build_target
 from groundwork.prompts.registry import PRODUCTION, PromptRegistry
 from groundwork.prompts.template import PromptTemplate
 from groundwork.types import Principal
@@ -92,6 +99,30 @@ def _params(*names: str) -> dict[str, Any]:
             for n in names
         ]
     }
+
+
+class EvalRunRequest(_Body):
+    """Run an evaluation suite as the caller (whose documents a RAG target may read)."""
+
+    suite: str | dict[str, Any] = Field(description="A shipped suite's name (handbook) or a suite object.")
+    compare: list[str] | None = Field(
+        default=None, min_length=2, max_length=2, description="Two variants A and B, as `eval --compare`."
+    )
+
+
+def _suite_of(body: EvalRunRequest) -> Suite:
+    """The suite of a request: shipped or inline; never a file on the server, no ingestion of server paths."""
+    if isinstance(body.suite, str):
+        suite = load_suite(shipped_suite_path(body.suite))
+    else:
+        suite = parse_suite(body.suite, source="in the request body")
+    foreign = [p for p in suite.target.ingest if p != "samples:handbook"]
+    if foreign:
+        raise InputError(
+            f"suite.target.ingest: over HTTP a suite may only ingest samples:handbook, not {foreign}; "
+            "upload documents with POST /v1/collections/{collection}/documents first"
+        )
+    return suite
 
 
 def _body_doc(model: type[BaseModel], *path: str) -> dict[str, Any]:
@@ -216,6 +247,42 @@ def prompts_router(state: ApiState) -> APIRouter:
         version, messages = registry().render(name, body.version, body.variables)
         return json_response(
             {"prompt": version.ref, "messages": [{"role": m.role, "content": m.content} for m in messages]}
+        )
+
+    router.include_router(evals_router(state))
+    return router
+
+
+def evals_router(state: ApiState) -> APIRouter:
+    """``POST /v1/evals/runs`` over ``state``'s container (included by :func:`prompts_router`)."""
+    router = raw_router(tags=["evals"])
+
+    @router.post("/v1/evals/runs", openapi_extra=_body_doc(EvalRunRequest))
+    async def run_eval(request: Request) -> Response:
+        """Run a suite (or compare two variants) as the caller; answers when every case is done."""
+        body = parse_body(EvalRunRequest, await request.body())
+        principal = _may_write(principal_of(request))
+        suite = _suite_of(body)
+        container = state.container
+        container.chat_model  # noqa: B018 - the router, built on the loop (as the answer routes do)
+        await asyncio.to_thread(lambda: container.answerer)
+        if suite.target.ingest:
+            await asyncio.to_thread(
+                container.ingestor.ingest_paths, suite.ingest_paths(), suite.target.collection, []
+            )
+        deps, evaluator = container.eval_deps(), container.evaluator()
+        concurrency = container.settings.prompts.eval_concurrency
+        variants: list[str | None] = list(body.compare) if body.compare else [None]
+        runs = [
+            await run_suite(suite, build_target(suite, deps, v, principal), evaluator, concurrency)
+            for v in variants
+        ]
+        if len(runs) == 1:
+            return json_response({"run": runs[0].to_dict()})
+        p = container.settings.prompts
+        comparison = compare_runs(runs[0], runs[1], p.bootstrap_resamples, p.confidence)
+        return json_response(
+            {"a": runs[0].to_dict(), "b": runs[1].to_dict(), "comparison": comparison.to_dict()}
         )
 
     return router

@@ -191,15 +191,20 @@ def parse_suite(data: Mapping[str, Any], base_dir: Path = Path("."), source: str
         raise InputError(f"invalid evaluation suite {source}:\n" + "\n".join(problems)) from None
 
 
+def shipped_suite_path(name: str) -> Path:
+    """The file of a suite shipped in the package (``handbook``); NotFoundError lists them."""
+    shipped = SUITES_DIR / f"{name}.yaml"
+    names = sorted(p.stem for p in SUITES_DIR.glob("*.yaml"))
+    if name not in names:
+        raise NotFoundError(f"no suite file {name} (shipped suites: {', '.join(names)})")
+    return shipped
+
+
 def load_suite(ref: str | Path) -> Suite:
     """Load a suite from a YAML file, or a shipped one by name (``handbook``)."""
     path = Path(ref)
     if not path.is_file():
-        shipped = SUITES_DIR / f"{ref}.yaml"
-        if not shipped.is_file():
-            names = sorted(p.stem for p in SUITES_DIR.glob("*.yaml"))
-            raise NotFoundError(f"no suite file {ref} (shipped suites: {', '.join(names)})")
-        path = shipped
+        path = shipped_suite_path(str(ref))
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
