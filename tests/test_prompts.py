@@ -250,3 +250,38 @@ def test_render_through_the_registry(registry: PromptRegistry) -> None:
     version, messages = registry.render(RAG_ANSWER, "production", {"sources": "[1] x", "question": "Why?"})
     assert version.ref == "rag.answer@1"
     assert messages[0].role == "system" and messages[1].content == "Sources:\n[1] x\n\nQuestion: Why?"
+
+
+def test_answers_follow_the_configured_prompt_reference(tmp_path: Path) -> None:
+    import asyncio
+
+    from groundwork.container import Container
+    from groundwork.rag.answer import SYSTEM_PROMPT, Answerer
+    from groundwork.samples import handbook_dir
+    from tests.conftest import fake_settings
+
+    question = "How many days of annual leave do full-time staff get?"
+    c = Container(fake_settings(tmp_path / "d", prompts={"answer_prompt": "rag.answer@staging"}))
+    try:
+        c.ingestor.ingest_paths([handbook_dir()])
+        with pytest.raises(NotFoundError, match="has no label 'staging'"):
+            asyncio.run(c.answerer.ask(question))
+        c.prompts.set_label(RAG_ANSWER, "staging", 1)
+        assert asyncio.run(c.answerer.ask(question)).prompt == "rag.answer@1"
+        bare = Answerer(c.retriever, c.chat_model, c.embedder, c.settings.answer, 0.3)  # no registry
+        answer = asyncio.run(bare.ask(question))
+        assert answer.prompt == "rag.answer@builtin" and answer.to_dict()["prompt"] == "rag.answer@builtin"
+        assert SYSTEM_PROMPT.startswith("You answer questions about a company's documents.")
+    finally:
+        c.close()
+
+
+def test_the_registry_is_not_seeded_when_told_not_to(tmp_path: Path) -> None:
+    from groundwork.container import Container
+    from tests.conftest import fake_settings
+
+    c = Container(fake_settings(tmp_path / "d", prompts={"seed": False}))
+    try:
+        assert c.prompts.names() == []
+    finally:
+        c.close()
