@@ -174,6 +174,8 @@ def test_citation_assertion_matches_file_names_and_ids() -> None:
 def test_parse_verdict_repairs_common_defects(reply: str, score: float, passed: bool) -> None:
     verdict = parse_verdict(reply)
     assert verdict.score == pytest.approx(score) and verdict.passed is passed
+    clean = reply.startswith('{"score": ')  # valid JSON as it stands: nothing to repair
+    assert verdict.repaired is not clean
 
 
 @pytest.mark.parametrize("reply", ["I think it is good.", '{"pass": true}', '{"score": 3}', '{"score": [1]}'])

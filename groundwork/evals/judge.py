@@ -39,23 +39,22 @@ class VerdictFormatError(ValueError):
     """A judge reply that could not be read as a verdict (pure parsing; no model involved)."""
 
 
-def _as_object(text: str) -> dict[str, object] | None:
+def _as_object(text: str) -> tuple[dict[str, object] | None, bool]:
+    """The JSON object in ``text`` and whether it needed repair (prose around it, quotes, commas)."""
     start, end = text.find("{"), text.rfind("}")
     if start < 0 or end <= start:
-        return None
+        return None, True
     body = text[start : end + 1]
-    candidates = [body]
     fixed = re.sub(r",\s*([}\]])", r"\1", body)
     fixed = re.sub(r"\bTrue\b", "true", re.sub(r"\bFalse\b", "false", fixed))
-    candidates += [fixed, fixed.replace("'", '"')]
-    for candidate in candidates:
+    for n, candidate in enumerate((body, fixed, fixed.replace("'", '"'))):
         try:
             value = json.loads(candidate)
         except json.JSONDecodeError:
             continue
         if isinstance(value, dict):
-            return value
-    return None
+            return value, n > 0 or body != text.strip()
+    return None, True
 
 
 def _score(raw: object, scale: str | None = None) -> float:
@@ -84,14 +83,14 @@ def parse_verdict(text: str, pass_score: float = 0.5) -> Verdict:
     """Read a judge's reply, repairing common defects; :class:`VerdictFormatError` says what is wrong."""
     fence = _FENCE.search(text)
     body = fence.group(1) if fence else text
-    obj = _as_object(body)
-    repaired = fence is not None or obj is None or body.strip() != body.strip()[body.find("{") :]
+    obj, repaired = _as_object(body)
     if obj is not None:
         if "score" not in obj:
             raise VerdictFormatError("the JSON object has no `score`")
         score = _score(obj["score"])
         reason = obj.get("reason", "")
-        return Verdict(score, _passed(obj.get("pass"), score, pass_score), str(reason), repaired=repaired)
+        passed = _passed(obj.get("pass"), score, pass_score)
+        return Verdict(score, passed, str(reason), repaired=repaired or fence is not None)
     match = _SCORE.search(body)
     if match is None:
         raise VerdictFormatError("no JSON object and no `score: <number>` in the reply")
