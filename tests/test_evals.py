@@ -358,6 +358,18 @@ def test_compare_runs_pairs_cases_and_decides() -> None:
         compare_runs(a, _run("C", [1, 1]))
 
 
+def test_the_gate_policy() -> None:
+    good, bad = _run("A", [1, 1, 1]), SuiteRun("s", "B", _run("B", [1, 0, 1]).cases, 1.0, ("pass rate 67%",))
+    assert decide(good, None) == (
+        True,
+        ("suite 's' passed (100% of cases)", "no version holds the label yet: nothing to compare with"),
+    )
+    allowed, reasons = decide(bad, None)
+    assert not allowed and reasons[0] == "suite 's' failed: pass rate 67%"
+    allowed, reasons = decide(good, compare_runs(_run("P", [1, 1, 0]), good))
+    assert allowed and "not significantly worse than P" in reasons[1]
+
+
 def test_a_deliberately_worse_prompt_loses_the_comparison_and_is_refused(eval_container: Container) -> None:
     prompts = eval_container.prompts
     good = RAG_ANSWER_TEMPLATE
