@@ -24,6 +24,7 @@ command (``groundwork prompts label NAME production --version V --gate SUITE``),
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -201,6 +202,36 @@ def prompts_router(state: ApiState) -> APIRouter:
         name, version = _param(request, "name"), _param(request, "version")
         return json_response(registry().get(name, version).to_dict())
 
+    _add_label_routes(router, registry)
+
+    @router.get("/v1/prompts/{name}/diff", openapi_extra=_params("name"))
+    async def diff(request: Request) -> Response:
+        """Unified diff between versions ``a`` and ``b`` (query parameters; default previous -> latest)."""
+        name = _param(request, "name")
+        reg = registry()
+        latest = reg.get(name).version
+        a = request.query_params.get("a", str(max(1, latest - 1)))
+        b = request.query_params.get("b", str(latest))
+        old, new = reg.get(name, a), reg.get(name, b)
+        return json_response({"a": old.ref, "b": new.ref, "diff": reg.diff(name, a, b)})
+
+    @router.post("/v1/prompts/{name}/render", openapi_extra=_body_doc(RenderRequest, "name"))
+    async def render(request: Request) -> Response:
+        """Render a version strictly; a bad variable is a 400 naming the variable and the rule."""
+        name = _param(request, "name")
+        body = parse_body(RenderRequest, await request.body())
+        version, messages = registry().render(name, body.version, body.variables)
+        return json_response(
+            {"prompt": version.ref, "messages": [{"role": m.role, "content": m.content} for m in messages]}
+        )
+
+    router.include_router(evals_router(state))
+    return router
+
+
+def _add_label_routes(router: APIRouter, registry: Callable[[], PromptRegistry]) -> None:
+    """The label routes: read, move, roll back."""
+
     @router.get("/v1/prompts/{name}/labels/{label}", openapi_extra=_params("name", "label"))
     async def get_label(request: Request) -> Response:
         """The version ``label`` points at."""
@@ -227,30 +258,6 @@ def prompts_router(state: ApiState) -> APIRouter:
         body = parse_body(RollbackRequest, raw) if raw.strip() else RollbackRequest()
         actor = _may_write(principal_of(request)).name
         return json_response(registry().rollback(name, label, body.to, actor).to_dict())
-
-    @router.get("/v1/prompts/{name}/diff", openapi_extra=_params("name"))
-    async def diff(request: Request) -> Response:
-        """Unified diff between versions ``a`` and ``b`` (query parameters; default previous -> latest)."""
-        name = _param(request, "name")
-        reg = registry()
-        latest = reg.get(name).version
-        a = request.query_params.get("a", str(max(1, latest - 1)))
-        b = request.query_params.get("b", str(latest))
-        old, new = reg.get(name, a), reg.get(name, b)
-        return json_response({"a": old.ref, "b": new.ref, "diff": reg.diff(name, a, b)})
-
-    @router.post("/v1/prompts/{name}/render", openapi_extra=_body_doc(RenderRequest, "name"))
-    async def render(request: Request) -> Response:
-        """Render a version strictly; a bad variable is a 400 naming the variable and the rule."""
-        name = _param(request, "name")
-        body = parse_body(RenderRequest, await request.body())
-        version, messages = registry().render(name, body.version, body.variables)
-        return json_response(
-            {"prompt": version.ref, "messages": [{"role": m.role, "content": m.content} for m in messages]}
-        )
-
-    router.include_router(evals_router(state))
-    return router
 
 
 def evals_router(state: ApiState) -> APIRouter:
