@@ -53,7 +53,9 @@ class _Body(BaseModel):
 class CreatePromptRequest(_Body):
     """A new version of a prompt (a new name starts at version 1)."""
 
-    name: str = Field(min_length=1, max_length=100)
+    name: str = Field(
+        pattern=r"^[a-z0-9][a-z0-9_.\-]{0,99}$", description="Lower-case letters, digits, _ . -"
+    )
     template: dict[str, Any] = Field(
         description="{text} or {messages: [{role, content}]}, optional variables (schema) and model."
     )

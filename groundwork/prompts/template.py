@@ -86,6 +86,14 @@ class VariableSpec:
     description: str = ""
 
     def __post_init__(self) -> None:
+        for key, kinds in (("max_length", int), ("pattern", str), ("rule", str), ("description", str)):
+            value = getattr(self, key)
+            if value is not None and (not isinstance(value, kinds) or isinstance(value, bool)):
+                raise InputError(f"variable schema key {key!r} must be {kinds.__name__}, got {value!r}")
+        if not isinstance(self.required, bool) or not isinstance(self.enum, tuple):
+            raise InputError("variable schema: `required` must be true or false and `enum` a list")
+        if self.max_length is not None and self.max_length < 1:
+            raise InputError(f"variable schema: max_length must be at least 1, got {self.max_length}")
         if self.type not in _PY_TYPES:
             raise InputError(f"unknown variable type {self.type!r}; use one of {sorted(_PY_TYPES)}")
         if self.rule is not None and self.rule not in RULES:
@@ -217,6 +225,10 @@ class PromptTemplate:
     model: ModelConfig = field(default_factory=ModelConfig)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.text, str) or not all(
+            isinstance(r, str) and isinstance(c, str) for r, c in self.messages
+        ):
+            raise InputError("template text and message contents must be strings")
         if self.kind == "text" and (self.messages or not self.text):
             raise InputError("a text template needs `text` (and no `messages`)")
         if self.kind == "chat" and (self.text or not self.messages):
@@ -310,11 +322,15 @@ class PromptTemplate:
                 kind = "chat"
             case other:
                 raise InputError(f"unknown template kind {other!r}; use text or chat")
+        if not isinstance(data.get("messages") or [], list) or not isinstance(
+            data.get("variables") or {}, dict
+        ):
+            raise InputError("template `messages` must be a list and `variables` a mapping")
         try:
             messages = tuple((m["role"], m["content"]) for m in data.get("messages") or ())
             variables = {str(k): VariableSpec.from_dict(v) for k, v in (data.get("variables") or {}).items()}
             model = ModelConfig(**(data.get("model") or {}))
-        except (KeyError, TypeError) as exc:
+        except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"malformed template: {exc!r} (messages need role and content)") from exc
         return cls(
             kind=kind, text=data.get("text") or "", messages=messages, variables=variables, model=model
