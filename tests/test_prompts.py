@@ -285,3 +285,21 @@ def test_the_registry_is_not_seeded_when_told_not_to(tmp_path: Path) -> None:
         assert c.prompts.names() == []
     finally:
         c.close()
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"text": 5}, "must be strings"),
+        ({"messages": "hi"}, "`messages` must be a list"),
+        ({"messages": [{"role": "user"}]}, "messages need role and content"),
+        ({"text": "{{ a }}", "variables": {"a": {"max_length": "x"}}}, "'max_length' must be int"),
+        ({"text": "{{ a }}", "variables": {"a": {"max_length": 0}}}, "at least 1"),
+        ({"text": "{{ a }}", "variables": {"a": {"required": False}}}, "needs a default"),
+        ({"text": "{{ a }}", "variables": {"a": 3}}, "malformed template"),
+        ({"text": "x", "kind": "json"}, "unknown template kind"),
+    ],
+)
+def test_malformed_templates_are_input_errors(data: dict[str, object], message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        PromptTemplate.from_dict(data)
