@@ -185,7 +185,7 @@ class Answerer:
                 model=self.model.name,
             )
         context = retrieval.chunks[: self.context_chunks]
-        prompt_ref, template = self._prompt()
+        prompt_ref, template = self.resolve_prompt()
         options = GenerationOptions(
             max_tokens=template.model.max_tokens or self.settings.max_tokens,
             temperature=template.model.temperature or 0.0,
@@ -229,7 +229,7 @@ class Answerer:
             prompt=prompt_ref,
         )
 
-    def _prompt(self) -> tuple[str, PromptTemplate]:
+    def resolve_prompt(self) -> tuple[str, PromptTemplate]:
         """The answer prompt's ``name@version`` and template (the built-in one without a registry)."""
         if self.prompts is None:
             return f"{RAG_ANSWER}@builtin", RAG_ANSWER_TEMPLATE
