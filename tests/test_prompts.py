@@ -7,6 +7,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from groundwork.errors import InputError, NotFoundError, PromptVariableError
 from groundwork.prompts import PromptRegistry, PromptTemplate, Seed, VariableSpec, parse_ref
@@ -303,3 +305,13 @@ def test_the_registry_is_not_seeded_when_told_not_to(tmp_path: Path) -> None:
 def test_malformed_templates_are_input_errors(data: dict[str, object], message: str) -> None:
     with pytest.raises(InputError, match=message):
         PromptTemplate.from_dict(data)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    a=st.text(), b=st.text(), literal=st.text().filter(lambda t: "{{" not in t and t[-1:] not in ("{", "\\"))
+)
+def test_rendering_inserts_values_verbatim(a: str, b: str, literal: str) -> None:
+    """Whatever the values hold (braces, backslashes, other variables' names), they go in as they are."""
+    t = PromptTemplate(text=literal + "{{ a }}|{{ b }}")
+    assert t.render_text({"a": a, "b": b}) == f"{literal}{a}|{b}"
