@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import json
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -151,6 +152,8 @@ def report_html(run: SuiteRun, comparison: Comparison | None = None, other: Suit
     title = f"Evaluation: {run.suite}"
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{_e(title)}</title>"]
     parts.append(f"<style>{_CSS}</style></head><body><h1>{_e(title)}</h1>")
+    made = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    parts.append(f'<p class="muted">{len(run.cases)} cases; report written {made} by groundwork eval.</p>')
     if comparison is not None and other is not None:
         c = comparison
         ids = [d.case_id for d in c.cases]
