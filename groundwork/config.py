@@ -188,6 +188,24 @@ class AnswerSettings(_Section):
 class PromptsSettings(_Section):
     """The prompt registry and the evaluation harness."""
 
+    answer_prompt: str = Field(
+        default="rag.answer@production",
+        description="The prompt grounded answers use, name@label or name@version.",
+    )
+    seed: bool = Field(default=True, description="Create the built-in prompts on first start.")
+    eval_concurrency: int = Field(default=4, ge=1, le=64, description="Evaluation cases run at once.")
+    bootstrap_resamples: int = Field(default=2000, ge=100, le=100_000)
+    confidence: float = Field(default=0.95, gt=0.5, lt=1, description="Of the comparison's interval.")
+    gate_margin: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="A gated promotion is refused when the candidate's mean case score is worse than "
+        "production's by more than this, with confidence (upper bound of the interval below -margin).",
+    )
+    judge_model: str | None = Field(default=None, description="Model group of the LLM judge (default group).")
+    judge_attempts: int = Field(default=3, ge=1, le=10, description="Judge calls before giving up.")
+
 
 class CacheSettings(_Section):
     """The response cache (exact and semantic), scoped by permission."""
@@ -385,4 +403,14 @@ answer:
   max_tokens: 64
   min_support: 0.5        # share of a sentence's content words that a cited source must contain
   min_extract_score: 0.40 # a quoted (extractive) answer needs a sentence this similar to the question
+
+# prompts:                 # the prompt registry (<data_dir>/prompts.sqlite3) and the evaluation harness
+#   answer_prompt: rag.answer@production   # which version grounded answers use (name@label|version)
+#   seed: true             # create the built-in prompts on first start
+#   eval_concurrency: 4    # evaluation cases run at once
+#   bootstrap_resamples: 2000   # paired bootstrap of `groundwork eval --compare`
+#   confidence: 0.95
+#   gate_margin: 0.0       # `prompts label ... --gate`: refuse when worse than production by more
+#   judge_model: null      # model group of the LLM judge (default: models.default_group)
+#   judge_attempts: 3      # judge calls (with output repair) before the case is reported broken
 """

@@ -13,10 +13,16 @@ from functools import cached_property
 from pathlib import Path
 
 from groundwork.config import Deployment, Settings
+from groundwork.evals.assertions import Evaluator
+from groundwork.evals.judge import LLMJudge
+from groundwork.evals.targets import EvalDeps
 from groundwork.gateway import DeploymentState, Health, Router
 from groundwork.models.base import ChatModel, EmbeddingModel
 from groundwork.models.fake import FakeChatModel, FakeEmbedder
 from groundwork.models.http import SharedSession
+from groundwork.prompts.builtin import BUILTIN_PROMPTS, EVAL_JUDGE
+from groundwork.prompts.registry import PromptRegistry
+from groundwork.prompts.sqlite_store import SQLitePromptStore
 from groundwork.rag.answer import Answerer
 from groundwork.rag.ingest import Ingestor
 from groundwork.rag.retrieval import Retriever
@@ -161,6 +167,37 @@ class Container:
             self.embedder,
             self.settings.answer,
             self.settings.retrieval.min_vector_score,
+            prompts=self.prompts,
+            prompt_ref=self.settings.prompts.answer_prompt,
+        )
+
+    @cached_property
+    def prompts(self) -> PromptRegistry:
+        """The prompt registry (``<data_dir>/prompts.sqlite3``), seeded with the built-in prompts."""
+        registry = PromptRegistry(SQLitePromptStore(self.data_dir / "prompts.sqlite3"))
+        if self.settings.prompts.seed:
+            registry.seed(BUILTIN_PROMPTS)
+        return registry
+
+    def eval_deps(self) -> EvalDeps:
+        """What evaluation targets are built from: the registry, the models and the answerer."""
+        return EvalDeps(
+            self.prompts,
+            self.chat_model_for,
+            lambda: self.answerer,
+            self.embedder,
+            self.settings.prompts.answer_prompt,
+        )
+
+    def evaluator(self) -> Evaluator:
+        """The embedder and the LLM judge (``evals.judge@production`` on ``prompts.judge_model``)."""
+        p = self.settings.prompts
+        judge = self.prompts.get(EVAL_JUDGE, "production")
+        model = self.chat_model_for(p.judge_model)
+        return Evaluator(
+            self.embedder,
+            LLMJudge(model, judge.template, p.judge_attempts, judge.ref),
+            self.settings.answer.min_support,
         )
 
     def warm_up(self) -> None:
@@ -170,7 +207,7 @@ class Container:
         race to build them (``functools.cached_property`` is not locked on Python 3.12+).
         """
         with self._build_lock:
-            for part in ("documents", "vectors", "ingestor", "retriever", "answerer", "router"):
+            for part in ("documents", "vectors", "ingestor", "retriever", "prompts", "answerer", "router"):
                 getattr(self, part)
 
     async def aclose_clients(self) -> None:
@@ -184,3 +221,5 @@ class Container:
         """Close the store (models hold no OS resources beyond memory)."""
         if "documents" in self.__dict__:
             self.documents.close()
+        if "prompts" in self.__dict__:
+            self.prompts.close()

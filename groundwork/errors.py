@@ -265,3 +265,20 @@ class IngestionError(GroundworkError):
 
     category = ErrorCategory.INGESTION
     severity = Severity.WARNING
+
+
+class PromptVariableError(InputError):
+    """A prompt variable is missing, unexpected or breaks a rule of its schema; names both."""
+
+    def __init__(self, message: str, *, variable: str, rule: str, **kwargs: Any) -> None:
+        super().__init__(message, details={"variable": variable, "rule": rule}, **kwargs)
+        self.variable = variable
+        self.rule = rule
+        self.param = f"variables.{variable}"
+        """The request field an HTTP error body names."""
+
+
+class JudgeOutputError(ModelError):
+    """An LLM judge kept answering in a form that could not be read, even after repair and retries."""
+
+    category = ErrorCategory.MODEL

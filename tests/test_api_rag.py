@@ -439,6 +439,7 @@ async def test_chat_completion_with_rag(client: httpx.AsyncClient, loaded: Conta
         "mode": "generated",
         "trace_id": r.headers["x-trace-id"],
         "collection": "default",
+        "prompt": "rag.answer@1",
     }
 
 

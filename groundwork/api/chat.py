@@ -216,7 +216,12 @@ async def _rag_completion(
         request.scope[MODEL_TIME_KEY] = time.perf_counter() - started
     extra = {
         "citations": citations_json(answer),
-        "groundwork": {"mode": answer.mode, "trace_id": trace_id, "collection": rag.collection},
+        "groundwork": {
+            "mode": answer.mode,
+            "trace_id": trace_id,
+            "collection": rag.collection,
+            "prompt": answer.prompt,
+        },
     }
     if body.stream:
         usage = answer.usage if body.include_usage else None

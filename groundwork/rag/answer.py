@@ -22,6 +22,9 @@ import numpy as np
 
 from groundwork.config import AnswerSettings
 from groundwork.models.base import ChatModel, EmbeddingModel
+from groundwork.prompts.builtin import RAG_ANSWER, RAG_ANSWER_TEMPLATE
+from groundwork.prompts.registry import PromptRegistry
+from groundwork.prompts.template import PromptTemplate
 from groundwork.rag.chunking import sentence_spans
 from groundwork.rag.grounding import best_support, content_words, is_claim, is_refusal, split_sentences
 from groundwork.rag.retrieval import Filters, Retrieval, Retriever
@@ -29,11 +32,8 @@ from groundwork.types import LOCAL_ADMIN, Citation, GenerationOptions, Message, 
 
 NO_ANSWER = "The documents do not say."
 
-SYSTEM_PROMPT = (
-    "You answer questions about a company's documents. Use only the numbered sources. "
-    "Answer in one or two short sentences and copy exact figures from the sources. "
-    "If the sources do not answer the question, reply: I don't know."
-)
+SYSTEM_PROMPT = RAG_ANSWER_TEMPLATE.messages[0][1]
+"""The built-in system prompt (the first version of ``rag.answer`` in the prompt registry)."""
 
 Mode = Literal["generated", "extractive", "no_answer"]
 
@@ -56,6 +56,8 @@ class Answer:
     timings: dict[str, float] = field(default_factory=dict)
     unsupported: tuple[str, ...] = ()
     """Sentences of the model's draft that no source supported: dropped from ``text``, kept here."""
+    prompt: str = ""
+    """The prompt version the draft was generated with, ``name@version`` (empty: no generation)."""
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -78,6 +80,7 @@ class Answer:
                 for c in self.citations
             ],
             "model": self.model,
+            "prompt": self.prompt,
             "draft": self.draft,
             "usage": {
                 "prompt_tokens": self.usage.prompt_tokens,
@@ -89,16 +92,15 @@ class Answer:
         }
 
 
-def build_messages(question: str, chunks: Sequence[ScoredChunk]) -> list[Message]:
-    """The grounded prompt: numbered sources, then the question."""
+def build_messages(
+    question: str, chunks: Sequence[ScoredChunk], template: PromptTemplate = RAG_ANSWER_TEMPLATE
+) -> list[Message]:
+    """The grounded prompt (``template``, variables ``sources`` and ``question``): numbered sources."""
     sources = "\n\n".join(
         f"[{n}] {' > '.join(sc.chunk.heading_path) or sc.chunk.title}\n{sc.chunk.text}"
         for n, sc in enumerate(chunks, start=1)
     )
-    return [
-        Message("system", SYSTEM_PROMPT),
-        Message("user", f"Sources:\n{sources}\n\nQuestion: {question}"),
-    ]
+    return template.render_messages({"sources": sources, "question": question})
 
 
 class _Citer:
@@ -142,8 +144,13 @@ class Answerer:
         settings: AnswerSettings,
         min_vector_score: float,
         context_chunks: int = 3,
+        prompts: PromptRegistry | None = None,
+        prompt_ref: str = f"{RAG_ANSWER}@production",
     ) -> None:
         self.retriever = retriever
+        self.prompts = prompts
+        self.prompt_ref = prompt_ref
+        """Which version of the answer prompt to use, ``name@label`` or ``name@version``."""
         self.model = model
         self.embedder = embedder
         self.settings = settings
@@ -178,14 +185,17 @@ class Answerer:
                 model=self.model.name,
             )
         context = retrieval.chunks[: self.context_chunks]
+        prompt_ref, template = self.resolve_prompt()
+        options = GenerationOptions(
+            max_tokens=template.model.max_tokens or self.settings.max_tokens,
+            temperature=template.model.temperature or 0.0,
+        )
         t0 = time.perf_counter()
         parts: list[str] = []
         usage = Usage()
         finish = "stop"
         first_token: float | None = None
-        async for piece in self.model.stream(
-            build_messages(question, context), GenerationOptions(max_tokens=self.settings.max_tokens)
-        ):
+        async for piece in self.model.stream(build_messages(question, context, template), options):
             if piece.delta:
                 first_token = first_token or time.perf_counter()
                 parts.append(piece.delta)
@@ -216,7 +226,15 @@ class Answerer:
             best_vector_score=retrieval.best_vector_score,
             timings=timings,
             unsupported=unsupported,
+            prompt=prompt_ref,
         )
+
+    def resolve_prompt(self) -> tuple[str, PromptTemplate]:
+        """The answer prompt's ``name@version`` and template (the built-in one without a registry)."""
+        if self.prompts is None:
+            return f"{RAG_ANSWER}@builtin", RAG_ANSWER_TEMPLATE
+        version = self.prompts.resolve(self.prompt_ref)
+        return version.ref, version.template
 
     def _verify(
         self, question: str, draft: str, retrieval: Retrieval, truncated: bool = False
