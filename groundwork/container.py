@@ -209,6 +209,7 @@ class Container:
         with self._build_lock:
             for part in ("documents", "vectors", "ingestor", "retriever", "prompts", "answerer", "router"):
                 getattr(self, part)
+            self.vectors.prepare()  # the HNSW graph, when loading did not bring it: no query waits for it
 
     async def aclose_clients(self) -> None:
         """Close the models and the HTTP client of the running event loop; the store stays open."""
