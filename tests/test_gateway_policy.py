@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 
 from groundwork.config import Deployment, RouterSettings
-from groundwork.errors import RateLimitError, UpstreamError
+from groundwork.errors import AllAttemptsFailedError, RateLimitError, UpstreamError
 from groundwork.gateway import DeploymentState, Health, PeakEwma, RetryPolicy, Router
 from groundwork.models.fake import FakeChatModel
 from groundwork.types import GenerationOptions, Message, StreamChunk
@@ -177,3 +177,18 @@ def test_concurrency_cap_is_respected() -> None:
 
     asyncio.run(go())
     assert peak[0] == 2 and r.groups["g"][0].requests == 6
+
+
+def test_a_group_that_is_all_cooling_down_says_so() -> None:
+    broken = FakeChatModel("broken")
+    broken.enqueue(*(UpstreamError("down") for _ in range(2)))
+    now = [0.0]
+    r = _router([broken], "round_robin", num_retries=1, backoff_base_s=0.0, backoff_max_s=0.0)
+    r.clock = lambda: now[0]
+    with pytest.raises(AllAttemptsFailedError):
+        asyncio.run(r.model("g").generate(MSGS))  # two failures: the deployment cools down
+    assert r.groups["g"][0].health.state(now[0]) == "cooling_down"
+    with pytest.raises(UpstreamError) as caught:
+        asyncio.run(r.model("g").generate(MSGS))
+    assert "no deployment is available" in str(caught.value)
+    assert "0 attempts" not in str(caught.value)

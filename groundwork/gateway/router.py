@@ -136,8 +136,8 @@ class Router:
     def _aggregate(
         self, group: str, attempts: list[dict[str, Any]], last: GroundworkError
     ) -> GroundworkError:
-        if len(attempts) == 1 and attempts[0]["id"] == last.error_id:
-            return last  # one attempt: its own error is the clearest
+        if not attempts or (len(attempts) == 1 and attempts[0]["id"] == last.error_id):
+            return last  # no attempt (every deployment cooling down) or one: its own error is the clearest
         listing = "; ".join(
             f"{a['deployment']} ({a['group']}): {a['category']}: {a['message']}" for a in attempts
         )
