@@ -87,3 +87,29 @@ def test_the_model_is_loaded_once(embedded_container: Container) -> None:
     model.warm_up()
     assert model._model is first
     assert (model.cache_dir / "model.safetensors").is_file()  # converted once, reused next start
+
+
+def test_a_caller_that_goes_away_stops_the_generation(embedded_container: Container) -> None:
+    """A timed-out or disconnected caller must not leave torch running in a thread (SIGABRT at exit)."""
+    model = embedded_container.router.groups["local"][0].model
+    assert isinstance(model, SmolLMChatModel)
+    from groundwork.types import GenerationOptions, Message
+
+    async def first_piece_then_leave() -> None:
+        stream = model.stream(
+            [Message("user", "Write a long story about a lighthouse.")], GenerationOptions(max_tokens=400)
+        )
+        async for chunk in stream:
+            if chunk.delta:
+                break
+        await stream.aclose()  # type: ignore[attr-defined]
+
+    asyncio.run(first_piece_then_leave())
+    import threading
+    import time
+
+    deadline = time.monotonic() + 20
+    while any(t.name == "smollm-generate" and t.is_alive() for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "the generation thread kept running after its caller left"
+        time.sleep(0.1)
+    assert not model._workers

@@ -155,6 +155,15 @@ class SmolLMChatModel(ChatModel):
         self._lock = threading.Lock()
         self._model: Any = None
         self._tokenizer: Any = None
+        self._workers: dict[threading.Thread, threading.Event] = {}
+
+    async def aclose(self) -> None:
+        """Stop generations still running (their callers are gone) and wait for their threads."""
+        workers = list(self._workers.items())
+        for _, stop in workers:
+            stop.set()
+        for worker, _ in workers:
+            await asyncio.to_thread(worker.join, 30.0)
 
     def warm_up(self) -> None:
         """Load the model, converting the packaged GGUF to safetensors on first use."""
@@ -203,7 +212,13 @@ class SmolLMChatModel(ChatModel):
     ) -> AsyncIterator[StreamChunk]:
         opts = options or GenerationOptions()
         await asyncio.to_thread(self.warm_up)
-        from transformers import TextIteratorStreamer
+        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+
+        stop = threading.Event()
+
+        class _Stopped(StoppingCriteria):  # type: ignore[misc]
+            def __call__(self, *_: Any, **__: Any) -> bool:
+                return stop.is_set()
 
         inputs = self._prompt_ids(messages)
         prompt_tokens = int(inputs["input_ids"].shape[-1])
@@ -217,6 +232,7 @@ class SmolLMChatModel(ChatModel):
                     out = self._model.generate(
                         **inputs,
                         streamer=streamer,
+                        stopping_criteria=StoppingCriteriaList([_Stopped()]),
                         max_new_tokens=opts.max_tokens,
                         do_sample=opts.temperature > 0,
                         temperature=opts.temperature if opts.temperature > 0 else None,
@@ -231,16 +247,23 @@ class SmolLMChatModel(ChatModel):
                 streamer.end()
 
         worker = threading.Thread(target=run, name="smollm-generate", daemon=True)
+        self._workers[worker] = stop
         worker.start()
         iterator = iter(streamer)
         sentinel = object()
-        while True:
-            piece = await asyncio.to_thread(next, iterator, sentinel)
-            if piece is sentinel:
-                break
-            if piece:
-                yield StreamChunk(delta=str(piece))
-        await asyncio.to_thread(worker.join)
+        try:
+            while True:
+                piece = await asyncio.to_thread(next, iterator, sentinel)
+                if piece is sentinel:
+                    break
+                if piece:
+                    yield StreamChunk(delta=str(piece))
+            await asyncio.to_thread(worker.join)
+        finally:
+            # a caller that timed out or went away stops the generation at the next token, so no
+            # thread is left running torch when the process exits (that aborted it with SIGABRT)
+            stop.set()
+            self._workers.pop(worker, None)
         if "error" in result:
             raise ModelError(f"embedded model {self.name} failed: {result['error']}") from result["error"]
         completion_tokens = int(result.get("completion_tokens", 0))
