@@ -11,6 +11,7 @@ from pgvector.psycopg import register_vector
 from psycopg import sql
 
 from groundwork.config import PostgresSettings
+from groundwork.errors import StorageError
 from groundwork.stores.postgres.db import Connection, Migration, PostgresDatabase, describe_dsn
 from groundwork.stores.postgres.documents import PostgresDocumentStore
 from groundwork.stores.postgres.filters import FilteredIds
@@ -25,7 +26,9 @@ __all__ = [
     "PostgresVectorStore",
     "describe_dsn",
     "open_document_database",
+    "open_document_store",
     "open_stores",
+    "vector_store_beside",
 ]
 
 
@@ -68,10 +71,8 @@ def open_document_database(
     return db
 
 
-def open_stores(
-    settings: PostgresSettings, dimensions: int, exact_search_below: int | None = None
-) -> tuple[PostgresDocumentStore, PostgresVectorStore]:
-    """The document and vector stores over one freshly opened database."""
+def open_document_store(settings: PostgresSettings, dimensions: int) -> PostgresDocumentStore:
+    """The document store over a freshly opened database (see :func:`open_document_database`)."""
     db = open_document_database(settings, dimensions)
     try:
         with db.connection() as conn:
@@ -79,11 +80,28 @@ def open_stores(
     except BaseException:
         db.close()
         raise
-    documents = PostgresDocumentStore(db, dimensions, text_config)
-    vectors = PostgresVectorStore(
-        db,
-        dimensions,
+    return PostgresDocumentStore(db, dimensions, text_config)
+
+
+def vector_store_beside(
+    documents: object, settings: PostgresSettings, exact_search_below: int | None = None
+) -> PostgresVectorStore:
+    """The vector store over the database of ``documents`` (a :class:`PostgresDocumentStore`)."""
+    if not isinstance(documents, PostgresDocumentStore):
+        raise StorageError(
+            f"the PostgreSQL vector store needs the PostgreSQL document store, not {type(documents).__name__}"
+        )
+    return PostgresVectorStore(
+        documents.db,
+        documents.dimensions,
         ef_search=settings.ef_search,
         exact_search_below=settings.exact_search_below if exact_search_below is None else exact_search_below,
     )
-    return documents, vectors
+
+
+def open_stores(
+    settings: PostgresSettings, dimensions: int, exact_search_below: int | None = None
+) -> tuple[PostgresDocumentStore, PostgresVectorStore]:
+    """The document and vector stores over one freshly opened database."""
+    documents = open_document_store(settings, dimensions)
+    return documents, vector_store_beside(documents, settings, exact_search_below)

@@ -11,7 +11,6 @@ the server (never the password) and the fix.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -90,12 +89,13 @@ class PostgresDatabase:
         self.subsystem = subsystem
         self.migrations = list(migrations)
         self.connect_timeout_s = connect_timeout_s
-        self._lock = threading.Lock()
+        self.applied: list[str] = []
+        """The migrations this instance applied when it opened (``"1: schema"``)."""
         with self.direct() as conn:
             if prepare is not None:
                 prepare(conn)
             if migrate:
-                self._migrate(conn)
+                self.applied = self._migrate(conn)
             else:
                 self._check_current(conn)
         self.pool: ConnectionPool[Connection] = ConnectionPool(
@@ -177,6 +177,13 @@ class PostgresDatabase:
         """Apply pending migrations now; returns the ones applied (``"3: add_tags"``)."""
         with self.direct() as conn:
             return self._migrate(conn)
+
+    def pending(self) -> list[str]:
+        """The migrations not applied yet."""
+        with self.direct() as conn:
+            version = self.applied_version(conn)
+        self._check_version(version)
+        return [f"{n}: {m.name}" for n, m in enumerate(self.migrations[version:], start=version + 1)]
 
     # -- use ----------------------------------------------------------------------------------------
 
