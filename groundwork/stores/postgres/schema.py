@@ -113,6 +113,8 @@ def migrations(dimensions: int, text_config: str, hnsw_m: int, ef_construction: 
                 ) STORED
             )"""
             ).format(dim=sql.Literal(dimensions), cfg=sql.Literal(text_config)),
+            # vectors stay in the row (not TOAST): an exact search through a filter reads them directly
+            "ALTER TABLE gw_chunks ALTER COLUMN embedding SET STORAGE PLAIN",
             "CREATE INDEX gw_chunks_document ON gw_chunks (document_id)",
             "CREATE INDEX gw_chunks_collection ON gw_chunks (collection)",
             "CREATE INDEX gw_chunks_groups ON gw_chunks USING gin (groups)",
