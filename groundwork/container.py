@@ -15,6 +15,7 @@ from pathlib import Path
 
 from groundwork.config import Deployment, Settings
 from groundwork.gateway import DeploymentState, Health, Router
+from groundwork.gateway.health_state import HealthState, MemoryHealthState, RedisHealthState
 from groundwork.models.base import ChatModel, EmbeddingModel
 from groundwork.models.fake import FakeChatModel, FakeEmbedder
 from groundwork.models.http import SharedSession
@@ -133,6 +134,13 @@ STORAGE_BACKENDS: dict[str, StorageBackend] = {
 """``storage.backend`` -> how to build its stores. Register a backend by adding to this mapping."""
 
 
+HEALTH_STATES: dict[str, Callable[[Settings], HealthState]] = {
+    "memory": lambda s: MemoryHealthState(),
+    "redis": lambda s: RedisHealthState(s.redis_url),
+}
+"""``router.health_state`` -> where deployments' cooldowns are kept."""
+
+
 class Container:
     """Holds the application's parts for one data dir. Close it when done."""
 
@@ -164,12 +172,21 @@ class Container:
         return {}
 
     @cached_property
+    def health_state(self) -> HealthState:
+        """Where the router's cooldowns live (``router.health_state``: this process, or Redis)."""
+        return HEALTH_STATES[self.settings.router.health_state](self.settings)
+
+    @cached_property
     def router(self) -> Router:
         """The gateway: every configured model group behind one router."""
         r = self.settings.router
         groups = {
             name: [
-                DeploymentState(d, CHAT_PROVIDERS[d.provider](d, self), Health(r.allowed_fails, r.cooldown_s))
+                DeploymentState(
+                    d,
+                    CHAT_PROVIDERS[d.provider](d, self),
+                    Health(r.allowed_fails, r.cooldown_s, self.health_state, f"{name}/{d.name}"),
+                )
                 for d in deployments
             ]
             for name, deployments in self.settings.models.groups.items()
