@@ -234,6 +234,11 @@ class Container:
             self.settings.retrieval.min_vector_score,
         )
 
+    def degraded(self) -> list[str]:
+        """Shared services failing while this replica still serves (e.g. Redis down); blocking."""
+        problems = getattr(self.__dict__.get("health_state"), "problems", None)
+        return list(problems()) if callable(problems) else []
+
     def warm_up(self) -> None:
         """Build the store, the vector index and the RAG parts now, in one thread.
 

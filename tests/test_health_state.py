@@ -153,3 +153,25 @@ def test_the_container_wires_the_configured_health_state(tmp_path: Path) -> None
     assert isinstance(c.health_state, MemoryHealthState)
     health = c.router.groups["fake"][0].health
     assert health.shared is c.health_state and health.key == "fake/fake/fake"
+
+
+def test_readyz_reports_a_redis_outage_as_degraded(tmp_path: Path) -> None:
+    import httpx
+
+    from groundwork.api import create_app
+
+    c = Container(fake_settings(tmp_path))
+    dead_port = _free_port()
+    dead = redis.Redis(host="127.0.0.1", port=dead_port, socket_connect_timeout=0.2)
+    c.__dict__["health_state"] = RedisHealthState(f"redis://127.0.0.1:{dead_port}", client=dead)
+
+    async def ready() -> httpx.Response:
+        transport = httpx.ASGITransport(app=create_app(c))
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            return await client.get("/readyz")
+
+    r = asyncio.run(ready())
+    assert r.status_code == 200
+    body = r.json()
+    assert body["status"] == "degraded" and "router cooldowns are per replica" in body["degraded"][0]
+    c.close()

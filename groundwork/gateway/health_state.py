@@ -94,7 +94,12 @@ class RedisHealthState:
         self._failing = False
 
     def problems(self) -> list[str]:
-        """Why the shared state is not in use right now (empty when it is)."""
+        """Why the shared state is not in use right now (empty when it is); pings Redis."""
+        try:
+            self.client.ping()
+            self._failing = False
+        except redis.RedisError as exc:
+            self._failed(exc)
         if self._failing:
             return [f"Redis at {describe_url(self.url)} is failing: router cooldowns are per replica"]
         return []
