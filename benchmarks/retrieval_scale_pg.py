@@ -167,6 +167,21 @@ def load(documents: Any, db: Any, gen: Generator, size: int, qvecs: np.ndarray) 
     return info, {g: t.ids for g, t in truth.items()}
 
 
+def truth_from_database(db: Any, qvecs: np.ndarray) -> dict[Any, np.ndarray]:
+    """The exact top-10 of every query (no filter, and per group) over the vectors already stored."""
+    truth = {g: RunningTopK(qvecs, TOP) for g in (None, *GROUPS)}
+    with db.connection() as conn, conn.cursor(name="truth", binary=True) as cur:
+        cur.execute("SELECT id, groups, embedding FROM gw_chunks WHERE document_id IS NOT NULL ORDER BY id")
+        while rows := cur.fetchmany(10_000):
+            ids = np.asarray([r[0] for r in rows], dtype=np.int64)
+            vecs = np.vstack([r[2].to_numpy() for r in rows]).astype(np.float32)
+            truth[None].add(ids, vecs)
+            for g in GROUPS:
+                mask = np.asarray([g in r[1] for r in rows])
+                truth[g].add(ids[mask], vecs[mask])
+    return {g: t.ids for g, t in truth.items()}
+
+
 def measure(documents: Any, vectors: Any, retriever: Any, stub: Any, qvecs: np.ndarray, qtexts: list[str],
             truth: dict[Any, np.ndarray]) -> dict[str, Any]:  # fmt: skip
     from groundwork.stores.protocols import ChunkFilter
@@ -231,6 +246,8 @@ def main() -> None:
     ap.add_argument("--shared-buffers", default="512MB")
     ap.add_argument("--max-wait", type=float, default=120.0)
     ap.add_argument("--out", default=None, help="write the JSON results here")
+    ap.add_argument("--reuse", action="store_true", help="with --dsn: measure the data already loaded")
+    ap.add_argument("--skip", default="", help="comma-separated steps to skip: search, crossover")
     args = ap.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -260,13 +277,19 @@ def main() -> None:
         documents, vectors = open_stores(settings, DIM)
         gen = Generator(args.seed)
         qvecs, qtexts = gen.queries(args.queries)
-        result["load"], truth = load(documents, documents.db, gen, args.size, qvecs)
+        if args.reuse and len(vectors) == args.size:
+            result["load"] = {"chunks": args.size, "reused": "the database of an earlier run (--reuse)"}
+            truth = truth_from_database(documents.db, qvecs)
+        else:
+            result["load"], truth = load(documents, documents.db, gen, args.size, qvecs)
         print(f"  {result['load']}", file=sys.stderr)
         stub = StubEmbedder()
         retriever = Retriever(documents, vectors, stub, RetrievalSettings())
         result["load_before_queries"] = f"{os.getloadavg()[0]:.2f}"
-        result["search"] = measure(documents, vectors, retriever, stub, qvecs, qtexts, truth)
-        result["crossover_k100"] = crossover(documents, vectors, qvecs, truth)
+        if "search" not in args.skip:
+            result["search"] = measure(documents, vectors, retriever, stub, qvecs, qtexts, truth)
+        if "crossover" not in args.skip:
+            result["crossover_k100"] = crossover(documents, vectors, qvecs, truth)
         result["load_after"] = f"{os.getloadavg()[0]:.2f}"
         documents.close()
     finally:

@@ -18,7 +18,7 @@ from psycopg import sql
 from groundwork.errors import StorageError
 from groundwork.stores.postgres.db import PostgresDatabase
 from groundwork.stores.postgres.filters import FilteredIds, filter_condition
-from groundwork.stores.postgres.text import WeightedQuery, match_query, plain_query
+from groundwork.stores.postgres.text import match_query, plain_query
 from groundwork.stores.protocols import ChunkFilter, FloatArray, IdArray
 from groundwork.types import Chunk, Document
 
@@ -233,25 +233,28 @@ class PostgresDocumentStore:
         if weighted is None or k <= 0:
             return []
         condition, params = filter_condition(flt)
-        score, score_params = self._score(weighted)
-        statement = sql.SQL(
-            "SELECT c.id, {score} AS s FROM gw_chunks c"
-            " WHERE c.tsv @@ to_tsquery(%s::regconfig, %s) AND {condition} ORDER BY s DESC, c.id LIMIT %s"
-        ).format(score=score, condition=condition)
-        args = [*score_params, self.text_config, weighted.any_term, *params, k]
         with self.db.connection() as conn:
-            rows = conn.execute(statement, args).fetchall()
-        return [(int(r[0]), float(r[1])) for r in rows]
-
-    def _score(self, weighted: WeightedQuery) -> tuple[sql.Composable, list[Any]]:
-        parts: list[sql.Composable] = []
-        params: list[Any] = []
-        for weight, terms in weighted.groups:
-            parts.append(
-                sql.SQL("{} * ts_rank(c.tsv, to_tsquery(%s::regconfig, %s), 1)").format(sql.Literal(weight))
+            # parsed once here: inside the search, to_tsquery(...) of a parameter would run for every row
+            parse = sql.SQL(", ").join(
+                [sql.SQL("to_tsquery(%s::regconfig, %s)::text")] * (len(weighted.groups) + 1)
             )
-            params.extend([self.text_config, terms])
-        return sql.SQL(" + ").join(parts), params
+            texts = [t for _, terms in weighted.groups for t in (self.text_config, terms)]
+            row = conn.execute(
+                sql.SQL("SELECT {}").format(parse), [*texts, self.text_config, weighted.any_term]
+            )
+            parsed = list(row.fetchone() or ())
+            if not parsed or not parsed[-1]:
+                return []  # only stop words
+            score = sql.SQL(" + ").join(
+                sql.SQL("{} * ts_rank(c.tsv, %s::tsquery, 1)").format(sql.Literal(weight))
+                for weight, _ in weighted.groups
+            )
+            statement = sql.SQL(
+                "SELECT c.id, {score} AS s FROM gw_chunks c"
+                " WHERE c.tsv @@ %s::tsquery AND {condition} ORDER BY s DESC, c.id LIMIT %s"
+            ).format(score=score, condition=condition)
+            rows = conn.execute(statement, [*parsed, *params, k]).fetchall()
+        return [(int(r[0]), float(r[1])) for r in rows]
 
     def iter_vectors(self, batch: int = 4096) -> list[tuple[IdArray, FloatArray]]:
         out: list[tuple[IdArray, FloatArray]] = []
