@@ -104,6 +104,7 @@ class PostgresDatabase:
             max_size=pool_max,
             kwargs={"connect_timeout": max(1, round(connect_timeout_s))},
             configure=configure,
+            check=ConnectionPool.check_connection,  # a server restart must not fail the next request
             timeout=connect_timeout_s * 6,
             open=False,
             name=f"groundwork-{subsystem}",
@@ -193,10 +194,14 @@ class PostgresDatabase:
         try:
             with self.pool.connection() as conn:
                 yield conn
-        except psycopg.OperationalError as exc:
-            raise connect_error(self.dsn, exc) from exc
         except PoolTimeout as exc:
             raise connect_error(self.dsn, exc) from exc
+        except psycopg.OperationalError as exc:  # the server went away, or cancelled the statement
+            first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ServiceUnavailableError(
+                f"PostgreSQL at {describe_dsn(self.dsn)} failed: {first_line}",
+                details={"service": "postgres", "server": describe_dsn(self.dsn)},
+            ) from exc
 
     def close(self) -> None:
         """Close every pooled connection."""
