@@ -15,7 +15,7 @@ from pathlib import Path
 
 from groundwork.config import Deployment, Settings
 from groundwork.gateway import DeploymentState, Health, Router
-from groundwork.gateway.health_state import HealthState, MemoryHealthState, RedisHealthState
+from groundwork.gateway.health_state import HealthState, MemoryHealthState
 from groundwork.models.base import ChatModel, EmbeddingModel
 from groundwork.models.fake import FakeChatModel, FakeEmbedder
 from groundwork.models.http import SharedSession
@@ -134,9 +134,15 @@ STORAGE_BACKENDS: dict[str, StorageBackend] = {
 """``storage.backend`` -> how to build its stores. Register a backend by adding to this mapping."""
 
 
+def _redis_health(s: Settings) -> HealthState:
+    from groundwork.gateway.redis_health import RedisHealthState
+
+    return RedisHealthState(s.redis_url)
+
+
 HEALTH_STATES: dict[str, Callable[[Settings], HealthState]] = {
     "memory": lambda s: MemoryHealthState(),
-    "redis": lambda s: RedisHealthState(s.redis_url),
+    "redis": _redis_health,
 }
 """``router.health_state`` -> where deployments' cooldowns are kept."""
 

@@ -16,7 +16,8 @@ from groundwork.config import Deployment, RouterSettings
 from groundwork.container import Container
 from groundwork.errors import ServiceUnavailableError, UpstreamError
 from groundwork.gateway import DeploymentState, Health, Router
-from groundwork.gateway.health_state import HealthState, MemoryHealthState, RedisHealthState
+from groundwork.gateway.health_state import HealthState, MemoryHealthState
+from groundwork.gateway.redis_health import RedisHealthState
 from groundwork.models.fake import FakeChatModel
 from groundwork.types import Message
 from tests.conftest import fake_settings, require

@@ -1,29 +1,20 @@
-"""Where deployments' cooldowns live: in this process, or in Redis shared by every replica.
+"""Where deployments' cooldowns live: in this process here; in Redis (:mod:`.redis_health`) for replicas.
 
 :class:`~groundwork.gateway.policy.Health` decides (pure); a :class:`HealthState` remembers when a
 deployment's cooldown ends so that every replica skips a deployment one of them found failing. The hot
 path stays in memory: :class:`Health` reads the shared state at most once per ``sync_interval_s`` per
 deployment, and writes only when a cooldown starts or ends.
 
-Times cross the seam on the router's clock (``now``); :class:`RedisHealthState` converts to wall-clock
+Times cross the seam on the router's clock (``now``); the Redis one converts to wall-clock
 time for Redis (replicas' monotonic clocks differ) and back. A Redis outage while serving degrades to
 per-replica cooldowns: the error is logged once, counted in ``errors`` and listed by ``problems()``.
 """
 
 from __future__ import annotations
 
-import logging
-import time
-from collections.abc import Callable
-
-import redis
-
 from groundwork.gateway.policy import HealthState
-from groundwork.stores.redis_client import connect, describe_url
 
-__all__ = ["HealthState", "MemoryHealthState", "RedisHealthState"]
-
-logger = logging.getLogger("groundwork.gateway")
+__all__ = ["HealthState", "MemoryHealthState"]
 
 
 class MemoryHealthState:
@@ -40,66 +31,3 @@ class MemoryHealthState:
             self._until[key] = until
         else:
             self._until.pop(key, None)
-
-
-class RedisHealthState:
-    """A :class:`HealthState` in Redis: one key per deployment, expiring when its cooldown ends."""
-
-    def __init__(
-        self,
-        url: str,
-        prefix: str = "groundwork:cooldown:",
-        wall_clock: Callable[[], float] = time.time,
-        client: redis.Redis | None = None,
-    ) -> None:
-        self.url = url
-        self.prefix = prefix
-        self.wall_clock = wall_clock
-        self.client = client or connect(url, "router.health_state: redis, or set router.health_state: memory")
-        self.errors = 0
-        self._failing = False
-
-    def _failed(self, exc: redis.RedisError) -> None:
-        self.errors += 1
-        if not self._failing:
-            logger.warning(
-                "Redis at %s failed (%s): router cooldowns are per replica until it is back",
-                describe_url(self.url),
-                exc,
-            )
-        self._failing = True
-
-    def get(self, key: str, now: float) -> float:
-        try:
-            value = self.client.get(self.prefix + key)
-        except redis.RedisError as exc:
-            self._failed(exc)
-            return 0.0
-        self._failing = False
-        if value is None:
-            return 0.0
-        remaining = float(value) - self.wall_clock()
-        return now + remaining if remaining > 0 else 0.0
-
-    def put(self, key: str, until: float, now: float) -> None:
-        try:
-            if until > now:
-                ends = self.wall_clock() + (until - now)
-                self.client.set(self.prefix + key, repr(ends), px=max(1, int((until - now) * 1000)))
-            else:
-                self.client.delete(self.prefix + key)
-        except redis.RedisError as exc:
-            self._failed(exc)
-            return
-        self._failing = False
-
-    def problems(self) -> list[str]:
-        """Why the shared state is not in use right now (empty when it is); pings Redis."""
-        try:
-            self.client.ping()
-            self._failing = False
-        except redis.RedisError as exc:
-            self._failed(exc)
-        if self._failing:
-            return [f"Redis at {describe_url(self.url)} is failing: router cooldowns are per replica"]
-        return []
