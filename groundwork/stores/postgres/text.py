@@ -63,3 +63,27 @@ def match_query(match: str) -> WeightedQuery | None:
     return WeightedQuery(
         tuple((float(w), " | ".join(terms)) for w, terms in sorted(by_weight.items(), reverse=True))
     )
+
+
+_LEXEME = re.compile(r"'((?:[^']|'')*)'")
+_OR_OF_LEXEMES = re.compile(r"^\s*'(?:[^']|'')*'(?:\s*\|\s*'(?:[^']|'')*')*\s*$")
+
+
+def drop_common(parsed: list[str], shares: dict[str, float], max_share: float) -> list[str]:
+    """Parsed tsquery texts (one per weight group) without the lexemes found in over ``max_share`` of chunks.
+
+    ``ts_rank`` has no inverse document frequency: a word in most chunks would weigh like a rare one,
+    and matching it ranks nearly every row (BM25 gives it almost nothing). Groups that are not plain ORs
+    of lexemes are kept whole; if every lexeme is common, nothing is dropped.
+    """
+    kept: list[str] = []
+    for text in parsed:
+        if not _OR_OF_LEXEMES.match(text):
+            kept.append(text)
+            continue
+        lexemes = [m.group(0) for m in _LEXEME.finditer(text)]
+        rare = [lx for lx in lexemes if shares.get(lx[1:-1].replace("''", "'"), 0.0) <= max_share]
+        kept.append(" | ".join(rare))
+    if not any(kept):
+        return parsed
+    return kept

@@ -58,7 +58,7 @@ class PostgresVectorStore:
         dimensions: int,
         *,
         ef_search: int = 100,
-        exact_search_below: int = 3_000,
+        exact_search_below: int = 15_000,
     ) -> None:
         self.db = db
         self.dimensions = dimensions
