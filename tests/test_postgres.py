@@ -231,3 +231,34 @@ def test_groups_and_filters_hold_on_postgres(pg_container: Container, handbook: 
     assert c.retriever.retrieve("annual leave days", principal=nobody, top_k=10).chunks == ()
     tagged = c.retriever.retrieve("leave", top_k=10, filters=Filters(tags=("faq",)))
     assert {Path(sc.chunk.source).name for sc in tagged.chunks} == {"beacon-product-faq.md"}
+
+
+def test_replicas_writing_the_same_document_at_once_take_turns(pg_dsn: str) -> None:
+    import threading
+
+    settings = PostgresSettings(dsn=pg_dsn, pool_max=2)
+    stores = [open_stores(settings, DIM)[0] for _ in range(2)]
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(2)
+
+    def write(n: int) -> None:
+        try:
+            for round_ in range(5):
+                barrier.wait()
+                stores[n].write_document(
+                    *make_doc("same", [f"Version {n} round {round_}."], version=f"{n}{round_}")
+                )
+        except BaseException as exc:  # collected: the assertion below names it
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    assert stores[0].generation == 10
+    doc = stores[1].get_document("same")
+    assert doc is not None and doc.chunk_count == 1 and len(stores[1].chunk_ids_of("same")) == 1
+    for s in stores:
+        s.close()

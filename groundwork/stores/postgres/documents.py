@@ -102,6 +102,8 @@ class PostgresDocumentStore:
     ) -> IdArray:
         d = document
         with conn.transaction():
+            # replicas writing the same document take turns (the last one wins) instead of one failing
+            conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", ("gw_document:" + d.id,))
             conn.execute("DELETE FROM gw_documents WHERE id = %s", (d.id,))  # cascades to its chunks
             conn.execute(
                 f"INSERT INTO gw_documents ({_DOC_COLUMNS}) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
