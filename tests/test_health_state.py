@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import socket
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ from groundwork.gateway import DeploymentState, Health, Router
 from groundwork.gateway.health_state import HealthState, MemoryHealthState
 from groundwork.gateway.redis_health import RedisHealthState
 from groundwork.models.fake import FakeChatModel
+from groundwork.stores.redis_client import client_for
 from groundwork.types import Message
 from tests.conftest import fake_settings, require
 
@@ -127,15 +129,19 @@ def test_routers_of_two_replicas_share_a_cooldown(redis_state: RedisHealthState)
 
 
 def test_a_redis_outage_while_serving_degrades_to_local_cooldowns() -> None:
-    dead = redis.Redis(host="127.0.0.1", port=_free_port(), socket_connect_timeout=0.2)
-    state = RedisHealthState(
-        f"redis://127.0.0.1:{dead.connection_pool.connection_kwargs['port']}", client=dead
-    )
+    url = f"redis://127.0.0.1:{_free_port()}/0"
+    state = RedisHealthState(url, client=client_for(url, timeout_s=0.5))  # connected, then the server died
     h = Health(allowed_fails=1, cooldown_s=10, shared=state, key="g/x")
+    started = time.monotonic()
     assert h.available(0.0)  # the read failed: no shared cooldown, local state only
     assert h.failure(UpstreamError("down"), 1.0) and not h.available(2.0)  # still cools down locally
-    assert state.errors >= 2
-    assert state.problems() and "per replica" in state.problems()[0]
+    for t in range(3, 30):
+        h.available(float(t))  # syncs each simulated second, but Redis is left alone for pause_s
+    assert time.monotonic() - started < 2.0  # fails fast: no retries with backoff on the request path
+    assert state.errors == 1
+    problems = state.problems()  # what /readyz calls: it pings regardless of the pause
+    assert problems and "per replica" in problems[0]
+    assert state.errors == 2
 
 
 def test_an_unreachable_redis_fails_at_start_naming_the_fix(tmp_path: Path) -> None:
@@ -162,9 +168,8 @@ def test_readyz_reports_a_redis_outage_as_degraded(tmp_path: Path) -> None:
     from groundwork.api import create_app
 
     c = Container(fake_settings(tmp_path))
-    dead_port = _free_port()
-    dead = redis.Redis(host="127.0.0.1", port=dead_port, socket_connect_timeout=0.2)
-    c.__dict__["health_state"] = RedisHealthState(f"redis://127.0.0.1:{dead_port}", client=dead)
+    url = f"redis://127.0.0.1:{_free_port()}"
+    c.__dict__["health_state"] = RedisHealthState(url, client=client_for(url, timeout_s=0.5))
 
     async def ready() -> httpx.Response:
         transport = httpx.ASGITransport(app=create_app(c))

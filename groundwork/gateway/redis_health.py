@@ -28,16 +28,24 @@ class RedisHealthState:
         prefix: str = "groundwork:cooldown:",
         wall_clock: Callable[[], float] = time.time,
         client: redis.Redis | None = None,
+        pause_s: float = 5.0,
     ) -> None:
         self.url = url
         self.prefix = prefix
         self.wall_clock = wall_clock
         self.client = client or connect(url, "router.health_state: redis, or set router.health_state: memory")
+        self.pause_s = pause_s
+        """After a failure, the request path leaves Redis alone this long (a dead server costs nothing)."""
         self.errors = 0
         self._failing = False
+        self._paused_until = 0.0
+
+    def _paused(self) -> bool:
+        return self._failing and time.monotonic() < self._paused_until
 
     def _failed(self, exc: redis.RedisError) -> None:
         self.errors += 1
+        self._paused_until = time.monotonic() + self.pause_s
         if not self._failing:
             logger.warning(
                 "Redis at %s failed (%s): router cooldowns are per replica until it is back",
@@ -47,6 +55,8 @@ class RedisHealthState:
         self._failing = True
 
     def get(self, key: str, now: float) -> float:
+        if self._paused():
+            return 0.0
         try:
             value = self.client.get(self.prefix + key)
         except redis.RedisError as exc:
@@ -59,6 +69,8 @@ class RedisHealthState:
         return now + remaining if remaining > 0 else 0.0
 
     def put(self, key: str, until: float, now: float) -> None:
+        if self._paused():
+            return
         try:
             if until > now:
                 ends = self.wall_clock() + (until - now)

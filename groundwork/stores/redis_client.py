@@ -8,6 +8,8 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from groundwork.errors import ServiceUnavailableError
 
@@ -29,14 +31,25 @@ def unreachable(url: str, purpose: str, exc: BaseException) -> ServiceUnavailabl
     )
 
 
-def connect(url: str, purpose: str, timeout_s: float = 2.0) -> redis.Redis:
-    """A client for ``url``, checked with ``PING``; raises :class:`ServiceUnavailableError` naming the fix.
+def client_for(url: str, timeout_s: float) -> redis.Redis:
+    """A client that fails fast: ``timeout_s`` per operation and no retries.
+
+    redis-py's default retries with up to 10 s of backoff; a caller on a request path must rather
+    degrade at once (the callers here decide what to do without Redis).
+    """
+    return redis.Redis.from_url(
+        url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry=Retry(NoBackoff(), 0)
+    )
+
+
+def connect(url: str, purpose: str, timeout_s: float = 0.5) -> redis.Redis:
+    """A fail-fast client for ``url``, checked with ``PING``; raises :class:`ServiceUnavailableError`.
 
     ``purpose`` says which setting needs Redis (``"router.health_state: redis"``), so the message can tell
     the operator what to switch off instead.
     """
     try:
-        client = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+        client = client_for(url, timeout_s)
         client.ping()
     except (redis.RedisError, ValueError) as exc:
         raise unreachable(url, purpose, exc) from exc
