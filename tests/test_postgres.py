@@ -194,9 +194,21 @@ def test_the_filter_travels_with_the_ids_into_the_vector_query(pg_dsn: str) -> N
     assert len(allowed) == 30
     assert allowed[:5].chunk_filter is None  # a slice is a plain subset
     hr = set(allowed.tolist())
+    statements: list[str] = []
+    run = PostgresVectorStore._run
+
+    def recording(conn, statement, q, params, k):  # type: ignore[no-untyped-def]
+        statements.append(statement.as_string(conn))
+        return run(conn, statement, q, params, k)
+
+    vectors._run = recording  # type: ignore[method-assign]
     for q in documents.iter_vectors()[0][1][:10]:
         hits = vectors.query(q, 10, allowed)  # the HNSW walk with the filter inside (exact_search_below=0)
         assert len(hits) == 10 and {i for i, _ in hits} <= hr
+    assert statements and all('"groups" && %s::text[]' in s and "ANY" not in s for s in statements)
+    assert all("ORDER BY d LIMIT" in s for s in statements)  # the index-ordered (approximate) path
+    vectors.query(q, 10, np.asarray(allowed))  # a plain array: its ids go into the query instead
+    assert "c.id = ANY(%s)" in statements[-1]
     documents.close()
 
 
