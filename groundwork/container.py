@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from groundwork.evals.assertions import Evaluator
 from groundwork.evals.judge import LLMJudge
 from groundwork.evals.targets import EvalDeps
 from groundwork.gateway import DeploymentState, Health, Router
+from groundwork.gateway.health_state import HealthState, MemoryHealthState
 from groundwork.models.base import ChatModel, EmbeddingModel
 from groundwork.models.fake import FakeChatModel, FakeEmbedder
 from groundwork.models.http import SharedSession
@@ -27,6 +29,7 @@ from groundwork.rag.answer import Answerer
 from groundwork.rag.ingest import Ingestor
 from groundwork.rag.retrieval import Retriever
 from groundwork.stores.faiss_index import FaissVectorStore
+from groundwork.stores.protocols import DocumentStore, VectorStore
 from groundwork.stores.sqlite import SQLiteDocumentStore
 from groundwork.types import Message
 
@@ -84,6 +87,72 @@ EMBEDDING_PROVIDERS: dict[str, Callable[[Settings], EmbeddingModel]] = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class StorageBackend:
+    """How a ``storage.backend`` builds its document store and the vector store beside it."""
+
+    documents: Callable[[Container], DocumentStore]
+    vectors: Callable[[Container], VectorStore]
+    migrate: Callable[[Container], list[str]]
+    """Apply pending schema migrations; describe what was done (``groundwork migrate``)."""
+
+
+def _faiss(c: Container) -> VectorStore:
+    index_dir = c.data_dir / "index"
+    store = FaissVectorStore(
+        c.embedder.dimensions, c.settings.storage.exact_search_below, directory=index_dir
+    )
+    store.load_or_rebuild(index_dir, c.documents)
+    return store
+
+
+def _postgres_documents(c: Container) -> DocumentStore:
+    from groundwork.stores.postgres import open_document_store
+
+    return open_document_store(c.settings.storage.postgres, c.embedder.dimensions)
+
+
+def _postgres_vectors(c: Container) -> VectorStore:
+    from groundwork.stores.postgres import vector_store_beside
+
+    return vector_store_beside(c.documents, c.settings.storage.postgres)
+
+
+def _postgres_migrate(c: Container) -> list[str]:
+    from groundwork.stores.postgres import open_document_database
+
+    db = open_document_database(c.settings.storage.postgres, c.embedder.dimensions, migrate=True)
+    db.close()
+    return [f"applied {m}" for m in db.applied] or ["the PostgreSQL schema is up to date"]
+
+
+def _embedded_migrate(c: Container) -> list[str]:
+    c.documents  # noqa: B018 - SQLite files migrate when they open
+    return ["the embedded store migrates when it opens: up to date"]
+
+
+STORAGE_BACKENDS: dict[str, StorageBackend] = {
+    "embedded": StorageBackend(
+        lambda c: SQLiteDocumentStore(c.data_dir / "groundwork.sqlite3"), _faiss, _embedded_migrate
+    ),
+    "postgres": StorageBackend(_postgres_documents, _postgres_vectors, _postgres_migrate),
+}
+"""``storage.backend`` -> how to build its stores. Register a backend by adding to this mapping."""
+
+
+def _redis_health(s: Settings) -> HealthState:
+    from groundwork.gateway.redis_health import RedisHealthState
+
+    return RedisHealthState(s.redis_url)
+
+
+HEALTH_STATES: dict[str, Callable[[Settings], HealthState]] = {
+    "memory": lambda s: MemoryHealthState(),
+    "redis": _redis_health,
+}
+"""``router.health_state`` -> where deployments' cooldowns are kept."""
+
+
 class Container:
     """Holds the application's parts for one data dir. Close it when done."""
 
@@ -115,12 +184,21 @@ class Container:
         return {}
 
     @cached_property
+    def health_state(self) -> HealthState:
+        """Where the router's cooldowns live (``router.health_state``: this process, or Redis)."""
+        return HEALTH_STATES[self.settings.router.health_state](self.settings)
+
+    @cached_property
     def router(self) -> Router:
         """The gateway: every configured model group behind one router."""
         r = self.settings.router
         groups = {
             name: [
-                DeploymentState(d, CHAT_PROVIDERS[d.provider](d, self), Health(r.allowed_fails, r.cooldown_s))
+                DeploymentState(
+                    d,
+                    CHAT_PROVIDERS[d.provider](d, self),
+                    Health(r.allowed_fails, r.cooldown_s, self.health_state, f"{name}/{d.name}"),
+                )
                 for d in deployments
             ]
             for name, deployments in self.settings.models.groups.items()
@@ -139,17 +217,16 @@ class Container:
         return self.chat_model_for(None)
 
     @cached_property
-    def documents(self) -> SQLiteDocumentStore:
-        return SQLiteDocumentStore(self.data_dir / "groundwork.sqlite3")
+    def documents(self) -> DocumentStore:
+        return STORAGE_BACKENDS[self.settings.storage.backend].documents(self)
 
     @cached_property
-    def vectors(self) -> FaissVectorStore:
-        index_dir = self.data_dir / "index"
-        store = FaissVectorStore(
-            self.embedder.dimensions, self.settings.storage.exact_search_below, directory=index_dir
-        )
-        store.load_or_rebuild(index_dir, self.documents)
-        return store
+    def vectors(self) -> VectorStore:
+        return STORAGE_BACKENDS[self.settings.storage.backend].vectors(self)
+
+    def migrate(self) -> list[str]:
+        """Apply the storage backend's pending schema migrations; lines describing what was done."""
+        return STORAGE_BACKENDS[self.settings.storage.backend].migrate(self)
 
     @cached_property
     def ingestor(self) -> Ingestor:
@@ -200,6 +277,11 @@ class Container:
             self.settings.answer.min_support,
         )
 
+    def degraded(self) -> list[str]:
+        """Shared services failing while this replica still serves (e.g. Redis down); blocking."""
+        problems = getattr(self.__dict__.get("health_state"), "problems", None)
+        return list(problems()) if callable(problems) else []
+
     def warm_up(self) -> None:
         """Build the store, the vector index and the RAG parts now, in one thread.
 
@@ -209,7 +291,9 @@ class Container:
         with self._build_lock:
             for part in ("documents", "vectors", "ingestor", "retriever", "prompts", "answerer", "router"):
                 getattr(self, part)
-            self.vectors.prepare()  # the HNSW graph, when loading did not bring it: no query waits for it
+            prepare = getattr(self.vectors, "prepare", None)  # a capability of the embedded index only
+            if prepare is not None:
+                prepare()  # the HNSW graph, when loading did not bring it: no query waits for it
 
     async def aclose_clients(self) -> None:
         """Close the models and the HTTP client of the running event loop; the store stays open."""

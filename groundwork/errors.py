@@ -25,6 +25,7 @@ The tree::
     │   ├── AllAttemptsFailedError   (upstream)     every deployment and fallback failed; lists each attempt
     │   └── StreamInterruptedError   (upstream)     a stream failed after tokens were sent; not retried
     ├── StorageError                 (storage)      the store failed or is inconsistent
+    │   └── ServiceUnavailableError  (storage)      a server backend is unreachable or unfit; names the fix
     └── IngestionError               (ingestion)    a document could not be ingested (wraps the cause)
 """
 
@@ -282,3 +283,12 @@ class JudgeOutputError(ModelError):
     """An LLM judge kept answering in a form that could not be read, even after repair and retries."""
 
     category = ErrorCategory.MODEL
+
+
+class ServiceUnavailableError(StorageError):
+    """A server backend (PostgreSQL, Redis) is unreachable or lacks what Groundwork needs.
+
+    The message names the service, the address (without credentials) and the fix.
+    """
+
+    retryable = True

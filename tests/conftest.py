@@ -14,7 +14,7 @@ from groundwork.config import Settings
 from groundwork.container import Container
 from groundwork.samples import handbook_dir
 
-pytest_plugins = ["tests.evals_fixtures"]
+pytest_plugins = ["tests.evals_fixtures", "tests.pg_fixtures"]
 
 REPO = Path(__file__).resolve().parent.parent
 # Converted embedded models are cached here across test runs (gitignored), like a user's data dir.

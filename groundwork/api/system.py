@@ -79,6 +79,8 @@ def system_router(state: ApiState) -> APIRouter:
         reasons = _model_problems(state) + await asyncio.to_thread(_store_problems, state)
         if reasons:
             return _json(orjson.dumps({"status": "unavailable", "reasons": reasons}), 503)
+        if degraded := await asyncio.to_thread(state.container.degraded):  # still serving: 200
+            return _json(orjson.dumps({"status": "degraded", "degraded": degraded}))
         return _json(_OK)
 
     return router

@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from groundwork.cli.evals import eval_command
+from groundwork.cli.migrate import migrate
 from groundwork.cli.prompts import prompts_app
 from groundwork.config import CONFIG_FILE_NAME, DEFAULT_CONFIG_YAML, Settings
 from groundwork.container import Container
@@ -33,6 +34,7 @@ docs_app = typer.Typer(help="List and delete ingested documents.", no_args_is_he
 app.add_typer(docs_app, name="docs")
 app.add_typer(prompts_app, name="prompts")
 app.command("eval")(eval_command)
+app.command()(migrate)
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 from groundwork.errors import AuthError, GroundworkError, RateLimitError
 
@@ -65,23 +66,74 @@ class PeakEwma:
         return self._last is not None
 
 
+@runtime_checkable
+class HealthState(Protocol):
+    """Where cooldown ends are shared, by deployment key, on the caller's clock (``now``).
+
+    Implementations: :mod:`groundwork.gateway.health_state` (in process, Redis).
+    """
+
+    def get(self, key: str, now: float) -> float:
+        """When ``key``'s cooldown ends (``0.0``: none)."""
+
+    def put(self, key: str, until: float, now: float) -> None:
+        """Record that ``key`` cools down until ``until`` (``0.0`` clears it)."""
+
+
 class Health:
     """Circuit breaker of one deployment: healthy -> cooling down -> half-open (one probe) -> healthy.
 
     ``allowed_fails`` consecutive retryable failures start a cooldown of ``cooldown_s``; a rate limit or an
     authentication failure starts one at once (for ``Retry-After`` when given). When a cooldown ends, one
     request is let through as a probe; its success closes the breaker, its failure reopens it.
+
+    With a ``shared`` :class:`HealthState` (e.g. Redis), a cooldown this breaker starts is published under
+    ``key`` and one started elsewhere is adopted: :meth:`available` reads the shared state at most once per
+    ``sync_interval_s``, so the hot path stays in memory. Failure counts stay per process.
     """
 
-    __slots__ = ("allowed_fails", "cooldown_s", "cooldown_until", "cooldowns", "failures", "probing")
+    __slots__ = (
+        "_synced_at",
+        "allowed_fails",
+        "cooldown_s",
+        "cooldown_until",
+        "cooldowns",
+        "failures",
+        "key",
+        "probing",
+        "shared",
+        "sync_interval_s",
+    )
 
-    def __init__(self, allowed_fails: int = 3, cooldown_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        allowed_fails: int = 3,
+        cooldown_s: float = 30.0,
+        shared: HealthState | None = None,
+        key: str = "",
+        sync_interval_s: float = 1.0,
+    ) -> None:
         self.allowed_fails = allowed_fails
         self.cooldown_s = cooldown_s
         self.failures = 0
         self.cooldown_until = 0.0
         self.probing = False
         self.cooldowns = 0
+        self.shared = shared
+        self.key = key
+        self.sync_interval_s = sync_interval_s
+        self._synced_at = -math.inf
+
+    def sync(self, now: float) -> None:
+        """Adopt a later cooldown end from the shared state (at most once per ``sync_interval_s``)."""
+        if self.shared is None or now - self._synced_at < self.sync_interval_s:
+            return
+        self._synced_at = now
+        until = self.shared.get(self.key, now)
+        if until > max(self.cooldown_until, now):  # another replica found this deployment failing
+            self.cooldown_until = until
+            self.probing = False
+            self.failures = 0
 
     def state(self, now: float) -> str:
         if now < self.cooldown_until:
@@ -91,6 +143,7 @@ class Health:
         return "healthy"
 
     def available(self, now: float) -> bool:
+        self.sync(now)
         state = self.state(now)
         return state == "healthy" or (state == "half_open" and not self.probing)
 
@@ -100,6 +153,8 @@ class Health:
             self.probing = True
 
     def success(self) -> None:
+        if self.cooldown_until > 0 and self.shared is not None:  # a probe succeeded: clear it everywhere
+            self.shared.put(self.key, 0.0, 0.0)
         self.failures = 0
         self.cooldown_until = 0.0
         self.probing = False
@@ -117,5 +172,7 @@ class Health:
             self.cooldown_until = now + seconds
             self.failures = 0
             self.cooldowns += 1
+            if self.shared is not None:
+                self.shared.put(self.key, self.cooldown_until, now)
             return True
         return False

@@ -98,3 +98,6 @@ class DocumentStore(Protocol):
     @property
     def generation(self) -> int:
         """A counter bumped by every committed write; derived indexes record it."""
+
+    def close(self) -> None:
+        """Release the store's files or connections."""
