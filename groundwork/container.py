@@ -20,6 +20,11 @@ from groundwork.models.http import SharedSession
 from groundwork.rag.answer import Answerer
 from groundwork.rag.ingest import Ingestor
 from groundwork.rag.retrieval import Retriever
+from groundwork.security.guards import Guards
+from groundwork.security.permissions import DocumentGroupsPolicy
+from groundwork.security.ratelimit import CounterStore, MemoryCounterStore
+from groundwork.security.redis_counters import RedisCounterStore
+from groundwork.security.service import Security
 from groundwork.stores.faiss_index import FaissVectorStore
 from groundwork.stores.sqlite import SQLiteDocumentStore
 from groundwork.types import Message
@@ -76,6 +81,13 @@ EMBEDDING_PROVIDERS: dict[str, Callable[[Settings], EmbeddingModel]] = {
     "fake": lambda s: FakeEmbedder(s.embeddings.dimensions),
     "openai": _openai_embedder,
 }
+
+
+COUNTER_BACKENDS: dict[str, Callable[[Settings], CounterStore]] = {
+    "memory": lambda s: MemoryCounterStore(),
+    "redis": lambda s: RedisCounterStore(s.redis_url, s.security.rate_limits.key_prefix),
+}
+"""``security.rate_limits.backend`` -> factory of the rate limiter's counter store."""
 
 
 class Container:
@@ -147,7 +159,11 @@ class Container:
 
     @cached_property
     def ingestor(self) -> Ingestor:
-        return Ingestor(self.documents, self.vectors, self.embedder, self.settings.chunking)
+        sec = self.settings.security
+        policy = DocumentGroupsPolicy.from_config(sec.default_document_groups, sec.folder_groups)
+        return Ingestor(
+            self.documents, self.vectors, self.embedder, self.settings.chunking, groups_for=policy.groups_for
+        )
 
     @cached_property
     def retriever(self) -> Retriever:
@@ -161,7 +177,19 @@ class Container:
             self.embedder,
             self.settings.answer,
             self.settings.retrieval.min_vector_score,
+            screen=lambda chunks: self.guards.screen_chunks(chunks)[0],
         )
+
+    @cached_property
+    def guards(self) -> Guards:
+        """Input, retrieved-chunk and output guards (``security.guards``)."""
+        return Guards(self.settings.security.guards)
+
+    @cached_property
+    def security(self) -> Security:
+        """API keys, audit log and rate limiter (``<data_dir>/security.sqlite3``, ``security.*``)."""
+        counters = COUNTER_BACKENDS[self.settings.security.rate_limits.backend](self.settings)
+        return Security(self.settings.security, self.data_dir, counters, self.guards)
 
     def warm_up(self) -> None:
         """Build the store, the vector index and the RAG parts now, in one thread.
@@ -170,7 +198,7 @@ class Container:
         race to build them (``functools.cached_property`` is not locked on Python 3.12+).
         """
         with self._build_lock:
-            for part in ("documents", "vectors", "ingestor", "retriever", "answerer", "router"):
+            for part in ("documents", "vectors", "ingestor", "retriever", "answerer", "router", "security"):
                 getattr(self, part)
 
     async def aclose_clients(self) -> None:
@@ -179,8 +207,12 @@ class Container:
             await self.router.aclose()
         if "http" in self.__dict__:
             await self.http.aclose()
+        if "security" in self.__dict__:
+            await self.security.aclose()
 
     def close(self) -> None:
         """Close the store (models hold no OS resources beyond memory)."""
         if "documents" in self.__dict__:
             self.documents.close()
+        if "security" in self.__dict__:
+            self.security.close()

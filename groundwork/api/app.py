@@ -15,6 +15,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from groundwork.api.auth import SecurityMiddleware
 from groundwork.api.chat import chat_router
 from groundwork.api.embeddings import embeddings_router
 from groundwork.api.errors import EXCEPTION_HANDLERS
@@ -51,6 +52,7 @@ def create_app(
     app.include_router(embeddings_router(state))
     app.include_router(system_router(state))
     app.include_router(rag_router(state))
+    app.add_middleware(SecurityMiddleware, container=container)  # inside GatewayMiddleware (request ids)
     app.add_middleware(GatewayMiddleware, max_body_bytes=max_body_bytes, max_upload_bytes=max_upload_bytes)
 
     def openapi() -> dict[str, Any]:

@@ -13,6 +13,7 @@ Grounding does not rest on the model alone (the embedded default has 135M parame
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -142,7 +143,9 @@ class Answerer:
         settings: AnswerSettings,
         min_vector_score: float,
         context_chunks: int = 3,
+        screen: Callable[[Sequence[ScoredChunk]], Sequence[ScoredChunk]] | None = None,
     ) -> None:
+        self.screen = screen  # drops (or fences) retrieved chunks carrying instructions (security guards)
         self.retriever = retriever
         self.model = model
         self.embedder = embedder
@@ -165,6 +168,8 @@ class Answerer:
         retrieval = await asyncio.to_thread(
             self.retriever.retrieve, question, collection, principal, top_k, filters
         )
+        if self.screen is not None:  # indirect prompt injection: screened before prompt and citations
+            retrieval = dataclasses.replace(retrieval, chunks=tuple(self.screen(retrieval.chunks)))
         timings = {f"retrieve.{k}": v for k, v in retrieval.timings.items()}
         if not retrieval.chunks or retrieval.best_vector_score < self.min_vector_score:
             timings["total"] = time.perf_counter() - started
