@@ -22,6 +22,7 @@ from groundwork.api.errors import EXCEPTION_HANDLERS
 from groundwork.api.middleware import MAX_BODY_BYTES, MAX_UPLOAD_BYTES, GatewayMiddleware
 from groundwork.api.rag import rag_router
 from groundwork.api.schemas import openapi_components
+from groundwork.api.security import security_router
 from groundwork.api.state import ApiState
 from groundwork.api.system import system_router
 from groundwork.container import Container
@@ -52,6 +53,7 @@ def create_app(
     app.include_router(embeddings_router(state))
     app.include_router(system_router(state))
     app.include_router(rag_router(state))
+    app.include_router(security_router(state))
     app.add_middleware(SecurityMiddleware, container=container)  # inside GatewayMiddleware (request ids)
     app.add_middleware(GatewayMiddleware, max_body_bytes=max_body_bytes, max_upload_bytes=max_upload_bytes)
 

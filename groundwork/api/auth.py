@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from groundwork.api.errors import REQUEST_ID_KEY, error_response
 from groundwork.api.guarding import (
+    INPUT_GUARDED,
     OUTPUT_GUARDED,
     TOKEN_LIMITED,
     GuardedRequest,
@@ -181,7 +182,7 @@ class SecurityMiddleware:
                 headers += rate_headers("requests", decision)
                 _raise_if_denied(decision, "requests")
             guarded = GuardedRequest(b"")
-            if scope["method"] == "POST" and scope["path"] in TOKEN_LIMITED | OUTPUT_GUARDED:
+            if scope["method"] == "POST" and scope["path"] in TOKEN_LIMITED | INPUT_GUARDED:
                 body = await _read_body(receive)
                 guarded = guard_request(scope["path"], body, sec.guards, self.container.settings)
                 receive = _replay(guarded.body, receive)

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from groundwork.cli.keys import audit, audit_cli, keys_app
 from groundwork.config import CONFIG_FILE_NAME, DEFAULT_CONFIG_YAML, Settings
 from groundwork.container import Container
 from groundwork.errors import GroundworkError
@@ -29,6 +30,8 @@ app = typer.Typer(
 )
 docs_app = typer.Typer(help="List and delete ingested documents.", no_args_is_help=True)
 app.add_typer(docs_app, name="docs")
+app.add_typer(keys_app, name="keys")
+app.command("audit")(audit)
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -131,6 +134,7 @@ def ingest(
     try:
         c = _container(config, data_dir)
         report = _run_ingest(c, paths, collection, _csv(groups), _csv(tags))
+        audit_cli(c, "documents.ingest", collection, paths=[str(p) for p in paths], groups=_csv(groups))
         c.close()
     except GroundworkError as exc:
         raise _fail(exc) from exc
@@ -298,6 +302,7 @@ def docs_delete(
         if not c.ingestor.delete(document_id):
             err.print(f"[red]error:[/] no document with id {document_id!r}")
             raise typer.Exit(2)
+        audit_cli(c, "documents.delete", document_id)
     except GroundworkError as exc:
         raise _fail(exc) from exc
     out.print(f"deleted {document_id}")
