@@ -234,8 +234,8 @@ async def test_200_concurrent_http_requests_over_a_limit_of_50_admit_exactly_50(
 
 @pytest.mark.integration
 async def test_200_concurrent_http_requests_over_a_limit_of_50_on_redis(tmp_path: Path) -> None:
-    from tests.test_security_counters import REDIS_URL, _redis_up
     from tests.conftest import require
+    from tests.test_security_counters import REDIS_URL, _redis_up
 
     require(_redis_up(), f"Redis is not reachable at {REDIS_URL}")
     limits = {
