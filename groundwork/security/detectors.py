@@ -1,4 +1,6 @@
-"""Detectors for the guards: prompt injection heuristics, PII with checksums, secrets. Pure functions.
+"""Detectors for the guards: PII with checksums, secrets, prompt leaks. Pure functions.
+
+Prompt injection heuristics are in :mod:`groundwork.security.injection` (re-exported here).
 
 Each detector returns :class:`Finding`\\ s (kind and character span) so a policy can block, redact or
 log. Card numbers must pass the Luhn check and IBANs the ISO 7064 mod-97 check, which keeps order ids
@@ -9,16 +11,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 
-
-@dataclass(frozen=True, slots=True)
-class Finding:
-    """Something a detector found: its kind (``email``, ``card``, ``injection``, ...) and span."""
-
-    kind: str
-    start: int
-    end: int
+from groundwork.security.findings import Finding
 
 
 def luhn_ok(digits: str) -> bool:
@@ -53,10 +47,11 @@ def _ssn_ok(text: str) -> bool:
     return area not in ("000", "666") and not area.startswith("9") and group != "00" and serial != "0000"
 
 
+_DIGIT = re.compile(r"\d")
 _EMAIL = re.compile(r"\b[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})*\.[A-Za-z]{2,24}\b")
 _PHONE = re.compile(
-    r"(?<![\w+])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{2,4}(?:[ .-]\d{2,4}){1,4}(?![\w])"
-    r"|(?<![\w+])\+\d{8,15}\b"
+    r"(?<![\w+])\+\d{1,3}(?:[ .-]?\(?\d{1,4}\)?){0,5}[ .-]?\d{1,8}(?!\w)"  # international: +CC groups
+    r"|(?<![\w+])\(?\d{2,5}\)?[ .-]\d{2,4}(?:[ .-]\d{2,4}){1,3}(?!\w)"  # national, with separators
 )
 _CARD = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b")
@@ -66,7 +61,11 @@ _NINO = re.compile(r"\b[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?\d{2} ?\d{2} ?\d{2} 
 
 def find_pii(text: str) -> list[Finding]:
     """Emails, phone numbers, card numbers (Luhn), IBANs (mod 97) and national ids (US SSN, UK NINO)."""
-    found: list[Finding] = [Finding("email", m.start(), m.end()) for m in _EMAIL.finditer(text)]
+    found: list[Finding] = []
+    if "@" in text:
+        found += [Finding("email", m.start(), m.end()) for m in _EMAIL.finditer(text)]
+    if len(_DIGIT.findall(text)) < 6:  # every other kind has at least 6 digits
+        return found
     for m in _IBAN.finditer(text):
         if iban_ok(m.group().replace(" ", "")):
             found.append(Finding("iban", m.start(), m.end()))
@@ -111,86 +110,29 @@ _SECRETS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
 )
 
 
+_SECRET_TRIGGERS = {
+    "private_key": ("PRIVATE KEY",),
+    "aws_key": ("AKIA", "ASIA"),
+    "github_token": ("gh", "github_pat_"),
+    "openai_key": ("sk-",),
+    "stripe_key": ("k_live_", "k_test_"),
+    "slack_token": ("xox",),
+    "google_key": ("AIza",),
+    "groundwork_key": ("gw_",),
+    "jwt": ("eyJ",),
+}
+"""Substrings without which a secret pattern cannot match: the regex is skipped (case-sensitive)."""
+
+
 def find_secrets(text: str) -> list[Finding]:
     """API keys and tokens of common providers, private keys, JWTs and ``password = ...`` assignments."""
-    return _merge([Finding(kind, m.start(), m.end()) for kind, rx in _SECRETS for m in rx.finditer(text)])
-
-
-_V = r"(?:ignore|disregard|forget|skip|override|bypass|drop)"
-_PRIOR = r"(?:previous|prior|above|earlier|preceding|foregoing|all|any|the|your|these|those|system|initial)"
-_RULES = (
-    r"(?:instructions?|prompts?|rules|directions|directives|guidelines|context|commands|orders|constraints)"
-)
-_INJECTION: tuple[tuple[float, re.Pattern[str]], ...] = tuple(
-    (weight, re.compile(pattern, re.I))
-    for weight, pattern in (
-        (1.0, rf"\b{_V}\b(?:\s+\w+){{0,3}}?\s+{_PRIOR}(?:\s+\w+){{0,2}}?\s+{_RULES}\b"),
-        (1.0, rf"\b{_V}\s+(?:everything|all)\s+(?:you\s+were\s+told|(?:said|written)\s+(?:above|before))"),
-        (
-            1.0,
-            r"\b(?:reveal|show|print|repeat|output|display|leak|dump|tell\s+me|give\s+me|what\s+(?:is|are))"
-            r"\s+(?:me\s+)?(?:your|the)\s+(?:\w+\s+)?(?:system|initial|original|hidden|secret|developer)"
-            r"\s+(?:prompt|instructions?|message|rules)",
-        ),
-        (1.0, r"\byou\s+are\s+(?:now\s+)?(?:DAN|in\s+developer\s+mode|jailbroken|unrestricted|unfiltered)\b"),
-        (1.0, r"\b(?:developer|god|jailbreak|DAN)\s+mode\b|\bjailbr(?:eak|oken)\b|\bdo\s+anything\s+now\b"),
-        (0.6, r"\bfrom\s+now\s+on,?\s+(?:you|your|respond|answer|act)\b"),
-        (
-            0.6,
-            r"\b(?:pretend|act|behave)\s+(?:to\s+be|as\s+if|like|as)\s+(?:you\s+(?:are|were)\s+)?(?:an?\s+)?"
-            r"(?:unrestricted|unfiltered|evil|different|new)\b",
-        ),
-        (1.0, r"\bwithout\s+(?:any\s+)?(?:restrictions|filters|limitations|censorship|rules|guidelines)\b"),
-        (1.0, r"\b(?:new|updated|real|actual|override)\s+(?:system\s+)?instructions?\s*:"),
-        (1.0, r"(?:^|\n)\s*(?:#{2,}\s*)?(?:system|assistant)\s*(?:prompt|message)?\s*:"),
-        (1.0, r"<\|im_start\|>|<\|system\|>|\[/?INST\]|<</?SYS>>|<\|endoftext\|>"),
-        (0.6, r"\b(?:do\s+not|don't|never)\s+(?:follow|obey|comply\s+with)\s+(?:your|the|any)\b"),
-        (
-            1.0,
-            r"\b(?:ai|assistant|chatbot|language\s+model|llm)s?\b[^.\n]{0,40}\b(?:must|should|shall)\s+"
-            r"(?:now\s+)?(?:ignore|say|reply|respond|answer|output|include|tell|send|visit|reveal)",
-        ),
-        (
-            1.0,
-            r"\b(?:when|if)\s+(?:you|the\s+(?:ai|assistant|model))\s+(?:read|see|process|summari[sz]e)\s+"
-            r"this\b",
-        ),
-        (1.0, r"\b(?:send|post|forward|exfiltrate|upload)\b[^.\n]{0,40}\b(?:to|at)\s+https?://"),
-        (
-            1.0,
-            r"\b(?:ignoriere|vergiss)\b.{0,30}\b(?:anweisungen|regeln)\b"
-            r"|\bignora\b.{0,30}\b(?:instrucciones|istruzioni)\b"
-            r"|\bignore[zr]?\b.{0,30}\binstructions\s+pr[ée]c[ée]dentes\b",
-        ),
-        (
-            0.6,
-            r"\b(?:override|bypass|disable|turn\s+off)\s+(?:your|the|all|any)?\s*(?:safety|content|security)?\s*"
-            r"(?:filters?|guardrails?|restrictions|safeguards|policies)\b",
-        ),
-        (0.5, r"\brole\s*-?\s*play\b|\bhypothetically\b.{0,40}\b(?:no|without)\s+rules\b"),
-    )
-)
-
-INJECTION_THRESHOLD = 1.0
-"""A text whose matched heuristics weigh at least this much is taken for a prompt injection."""
-
-
-def injection_score(text: str) -> tuple[float, list[Finding]]:
-    """The summed weight of the injection heuristics ``text`` matches, and where."""
-    score = 0.0
-    found: list[Finding] = []
-    for weight, rx in _INJECTION:
-        m = rx.search(text)
-        if m is not None:
-            score += weight
-            found.append(Finding("injection", m.start(), m.end()))
-    return score, found
-
-
-def find_injection(text: str) -> list[Finding]:
-    """Where ``text`` tries to give the model instructions (empty below :data:`INJECTION_THRESHOLD`)."""
-    score, found = injection_score(text)
-    return found if score >= INJECTION_THRESHOLD else []
+    found = []
+    for kind, rx in _SECRETS:
+        triggers = _SECRET_TRIGGERS.get(kind)
+        if triggers is not None and not any(t in text for t in triggers):
+            continue
+        found += [Finding(kind, m.start(), m.end()) for m in rx.finditer(text)]
+    return _merge(found)
 
 
 def _overlaps(found: list[Finding], start: int, end: int) -> bool:
@@ -228,3 +170,18 @@ def leaks_prompt(output: str, prompt: str, n: int = 8) -> bool:
     """Whether ``output`` repeats ``n`` consecutive words of ``prompt`` (a system prompt leak)."""
     grams = _ngrams(prompt, n)
     return bool(grams) and not grams.isdisjoint(_ngrams(output, n))
+
+
+from groundwork.security.injection import find_injection, injection_score  # noqa: E402
+
+__all__ = [
+    "Finding",
+    "find_injection",
+    "find_pii",
+    "find_secrets",
+    "iban_ok",
+    "injection_score",
+    "leaks_prompt",
+    "luhn_ok",
+    "redact",
+]
