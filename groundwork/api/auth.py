@@ -190,6 +190,8 @@ class SecurityMiddleware:
                 else:
                     guarded = guard_request(*args)
                 receive = _replay(guarded.body, receive)
+                # for the trace (observability): what each guard decided on this request
+                scope["state"]["guard_decisions"] = list(guarded.decisions)
                 tokens = await sec.check_tokens(caller, guarded.group, guarded.tokens, limits)
                 if tokens is not None:
                     headers += rate_headers("tokens", tokens)
