@@ -201,3 +201,26 @@ def test_cli_keys_and_audit(tmp_path: Path) -> None:
     audit = runner.invoke(app, ["audit", "--json", "--data-dir", str(data)])
     actions = [json.loads(line)["action"] for line in audit.stdout.splitlines()]
     assert actions == ["key.revoke", "key.create"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a1" * 5000,
+        "a" * 5000 + " 1",  # hung the first leetspeak pattern (nested quantifiers)
+        "1" * 10000 + "a",
+        "x" * 8000 + "@" + "y" * 8000,
+        "ignore " * 3000,
+        "+1 " * 3000,
+        "-".join(["ab"] * 4000),
+        "A" * 20000 + "=",
+        "<!--" + "ai " * 3000,
+    ],
+)
+def test_guards_take_linear_time_on_adversarial_input(text: str) -> None:
+    """No detector backtracks catastrophically (the API fuzz test once hung on a leetspeak pattern)."""
+    guards = Guards(GuardSettings(injection="log", output_prompt_leak="log"))
+    started = time.perf_counter()
+    guards.check_input([text])
+    guards.check_output([text], [text[:200]])
+    assert time.perf_counter() - started < 2.0

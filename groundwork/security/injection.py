@@ -123,8 +123,22 @@ _RULES_COMPILED: tuple[tuple[float, tuple[str, ...], re.Pattern[str]], ...] = tu
 )
 
 _LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s"})
-_LEET_WORD = re.compile(r"[\w@$]*(?:[A-Za-z][\w@$]*[013457@$]|[013457@$][\w@$]*[A-Za-z])[\w@$]*")
-"""A word mixing letters and leetspeak digits (``pr3v10us``), not a plain number."""
+_WORD = re.compile(r"[\w@$]+")
+_LEET_CHARS = frozenset("013457@$")
+
+
+def _unleet(m: re.Match[str]) -> str:
+    """A word mixing letters and leetspeak digits (``pr3v10us``) spelled out; other words as they are.
+
+    Checked in Python rather than by one regex: nested quantifiers over a long run of word characters
+    backtrack catastrophically (the API fuzz test found a request that hung on it).
+    """
+    word = m.group()
+    if any(ch.isalpha() for ch in word) and not _LEET_CHARS.isdisjoint(word):
+        return word.translate(_LEET)
+    return word
+
+
 _SPACED = re.compile(r"(?<=\b\w) (?=\w\b)")
 _INNER_HYPHEN = re.compile(r"(?<=[A-Za-z])-(?=[A-Za-z])")
 _BASE64 = re.compile(r"[A-Za-z0-9+/]{16,}={0,2}")
@@ -136,7 +150,7 @@ def _deobfuscated(text: str) -> list[str]:
     plain = re.sub(r"\s{2,}", " ", _SPACED.sub("", text))
     plain = _INNER_HYPHEN.sub("", plain)
     if any(ch in text for ch in "013457@$"):
-        plain = _LEET_WORD.sub(lambda m: m.group().translate(_LEET), plain)
+        plain = _WORD.sub(_unleet, plain)
     if plain != text:
         variants.append(plain)
     for run in _BASE64.findall(text):
