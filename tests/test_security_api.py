@@ -6,7 +6,7 @@ import asyncio
 import logging
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,8 @@ from groundwork.api import create_app
 from groundwork.api.context import principal_of
 from groundwork.container import Container
 from groundwork.errors import AuthError
+from groundwork.models.base import ChatModel
+from groundwork.types import GenerationOptions, Message, StreamChunk
 from tests.conftest import fake_settings
 from tests.security_helpers import bearer, client_of, secure_container, upload
 
@@ -370,3 +372,49 @@ def test_principal_of_fails_closed_without_the_middleware() -> None:
 
 def test_create_app_builds(container: Container) -> None:
     assert create_app(container).openapi()["paths"]["/v1/keys"]
+
+
+class _Gate(ChatModel):
+    """Holds every call until the gate opens; counts the calls in flight."""
+
+    def __init__(self) -> None:
+        self.name = "gate"
+        self.open = asyncio.Event()
+        self.inside = 0
+
+    async def stream(
+        self, messages: Sequence[Message], options: GenerationOptions | None = None
+    ) -> AsyncIterator[StreamChunk]:
+        self.inside += 1
+        await self.open.wait()
+        yield StreamChunk("done", finish_reason="stop")
+
+
+async def test_concurrent_request_cap_per_key(tmp_path: Path) -> None:
+    c = secure_container(tmp_path / "data", rate_limits={"max_concurrent": 2})
+    gate = _Gate()
+    c.chat_model_for = lambda group=None: gate  # type: ignore[method-assign]
+    try:
+        key, _ = c.security.keys.create("k", "user")
+        body = {"model": "fake", "messages": [{"role": "user", "content": "hello"}]}
+        async with client_of(c) as client:
+            tasks = [
+                asyncio.create_task(client.post("/v1/chat/completions", json=body, headers=bearer(key)))
+                for _ in range(5)
+            ]
+            for _ in range(200):  # until two are inside the model and three were refused
+                await asyncio.sleep(0.01)
+                if gate.inside == 2 and sum(t.done() for t in tasks) == 3:
+                    break
+            refused = [t.result() for t in tasks if t.done()]
+            assert len(refused) == 3 and all(r.status_code == 429 for r in refused)
+            assert "concurrent requests" in refused[0].json()["error"]["message"]
+            gate.open.set()
+            codes = sorted(r.status_code for r in await asyncio.gather(*tasks))
+            assert codes == [200, 200, 429, 429, 429]
+            # the slots were given back
+            assert (
+                await client.post("/v1/chat/completions", json=body, headers=bearer(key))
+            ).status_code == 200
+    finally:
+        c.close()
