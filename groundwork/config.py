@@ -245,8 +245,54 @@ class CacheSettings(_Section):
     """The response cache (exact and semantic), scoped by permission."""
 
 
+class RateLimitSettings(_Section):
+    """Default limits of one API key (a key may carry its own); ``None``: no limit."""
+
+    requests_per_minute: int | None = Field(default=None, ge=1, description="Requests per key per window.")
+    tokens_per_minute: int | None = Field(
+        default=None, ge=1, description="Model tokens (prompt + max_tokens) per key and model group."
+    )
+    max_concurrent: int | None = Field(default=None, ge=1, description="In-flight requests per key.")
+    window_s: float = Field(default=60.0, gt=0, description="The window the per-minute limits refill over.")
+    backend: Literal["memory", "redis"] = Field(
+        default="memory", description="memory: one process; redis: shared by replicas (uses redis_url)."
+    )
+    key_prefix: str = Field(default="gw:rl:", description="Prefix of the limiter's Redis keys.")
+
+
+GuardAction = Literal["block", "redact", "log", "off"]
+
+
+class GuardSettings(_Section):
+    """What the input and output guards do with what they find."""
+
+    max_input_chars: int = Field(default=32_000, ge=1, description="Longest text field of a request.")
+    injection: Literal["block", "log", "off"] = "block"
+    pii: GuardAction = "redact"
+    secrets: GuardAction = "redact"
+    retrieved_injection: Literal["drop", "quote", "log", "off"] = Field(
+        default="drop", description="Retrieved chunks carrying instructions: dropped or quoted as data."
+    )
+    output_pii: GuardAction = "log"
+    output_prompt_leak: Literal["block", "log", "off"] = "block"
+
+
 class SecuritySettings(_Section):
     """API keys and roles, rate limits, input and output guards, audit."""
+
+    auth: bool = Field(
+        default=True, description="false: dev mode, every request is the local admin (logged loudly)."
+    )
+    default_document_groups: list[str] = Field(
+        default_factory=list,
+        description="Groups of a document ingested without any; empty: such documents are admin-only.",
+    )
+    folder_groups: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Source path pattern (fnmatch) -> groups, for documents ingested without groups.",
+    )
+    rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    guards: GuardSettings = Field(default_factory=GuardSettings)
 
 
 class ObservabilitySettings(_Section):
@@ -461,4 +507,22 @@ answer:
 #   gate_margin: 0.0       # `prompts label ... --gate`: refuse when worse than production by more
 #   judge_model: null      # model group of the LLM judge (default: models.default_group)
 #   judge_attempts: 3      # judge calls (with output repair) before the case is reported broken
+# security:
+#   auth: true              # false = dev mode: no API keys, every caller is admin (logged loudly at start)
+#   default_document_groups: []   # groups of documents ingested without --groups; [] = admins only
+#   folder_groups: {"*/hr/*": [hr]}   # source pattern -> groups, for documents ingested without groups
+#   rate_limits:
+#     requests_per_minute: 600    # per API key (a key may carry its own: keys create --rpm)
+#     tokens_per_minute: 100000   # per API key and model group (prompt estimate + max_tokens)
+#     max_concurrent: 16          # in-flight requests per key
+#     window_s: 60
+#     backend: memory             # memory (one process) | redis (shared by replicas, uses redis_url)
+#   guards:
+#     max_input_chars: 32000
+#     injection: block            # block | log | off
+#     pii: redact                 # block | redact | log | off (emails, phones, cards, IBANs, national ids)
+#     secrets: redact             # API keys and tokens in requests
+#     retrieved_injection: drop   # drop | quote | log | off: retrieved chunks that carry instructions
+#     output_pii: log
+#     output_prompt_leak: block   # an answer that repeats the system prompt is withheld
 """

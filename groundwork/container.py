@@ -28,6 +28,11 @@ from groundwork.prompts.sqlite_store import SQLitePromptStore
 from groundwork.rag.answer import Answerer
 from groundwork.rag.ingest import Ingestor
 from groundwork.rag.retrieval import Retriever
+from groundwork.security.guards import Guards
+from groundwork.security.permissions import DocumentGroupsPolicy
+from groundwork.security.ratelimit import CounterStore, MemoryCounterStore
+from groundwork.security.redis_counters import RedisCounterStore
+from groundwork.security.service import Security
 from groundwork.stores.faiss_index import FaissVectorStore
 from groundwork.stores.protocols import DocumentStore, VectorStore
 from groundwork.stores.sqlite import SQLiteDocumentStore
@@ -153,6 +158,13 @@ HEALTH_STATES: dict[str, Callable[[Settings], HealthState]] = {
 """``router.health_state`` -> where deployments' cooldowns are kept."""
 
 
+COUNTER_BACKENDS: dict[str, Callable[[Settings], CounterStore]] = {
+    "memory": lambda s: MemoryCounterStore(),
+    "redis": lambda s: RedisCounterStore(s.redis_url, s.security.rate_limits.key_prefix),
+}
+"""``security.rate_limits.backend`` -> factory of the rate limiter's counter store."""
+
+
 class Container:
     """Holds the application's parts for one data dir. Close it when done."""
 
@@ -230,7 +242,11 @@ class Container:
 
     @cached_property
     def ingestor(self) -> Ingestor:
-        return Ingestor(self.documents, self.vectors, self.embedder, self.settings.chunking)
+        sec = self.settings.security
+        policy = DocumentGroupsPolicy.from_config(sec.default_document_groups, sec.folder_groups)
+        return Ingestor(
+            self.documents, self.vectors, self.embedder, self.settings.chunking, groups_for=policy.groups_for
+        )
 
     @cached_property
     def retriever(self) -> Retriever:
@@ -246,6 +262,7 @@ class Container:
             self.settings.retrieval.min_vector_score,
             prompts=self.prompts,
             prompt_ref=self.settings.prompts.answer_prompt,
+            screen=lambda chunks: self.guards.screen_chunks(chunks)[0],
         )
 
     @cached_property
@@ -282,6 +299,17 @@ class Container:
         problems = getattr(self.__dict__.get("health_state"), "problems", None)
         return list(problems()) if callable(problems) else []
 
+    @cached_property
+    def guards(self) -> Guards:
+        """Input, retrieved-chunk and output guards (``security.guards``)."""
+        return Guards(self.settings.security.guards)
+
+    @cached_property
+    def security(self) -> Security:
+        """API keys, audit log and rate limiter (``<data_dir>/security.sqlite3``, ``security.*``)."""
+        counters = COUNTER_BACKENDS[self.settings.security.rate_limits.backend](self.settings)
+        return Security(self.settings.security, self.data_dir, counters, self.guards)
+
     def warm_up(self) -> None:
         """Build the store, the vector index and the RAG parts now, in one thread.
 
@@ -289,7 +317,16 @@ class Container:
         race to build them (``functools.cached_property`` is not locked on Python 3.12+).
         """
         with self._build_lock:
-            for part in ("documents", "vectors", "ingestor", "retriever", "prompts", "answerer", "router"):
+            for part in (
+                "documents",
+                "vectors",
+                "ingestor",
+                "retriever",
+                "prompts",
+                "answerer",
+                "router",
+                "security",
+            ):
                 getattr(self, part)
             prepare = getattr(self.vectors, "prepare", None)  # a capability of the embedded index only
             if prepare is not None:
@@ -301,6 +338,8 @@ class Container:
             await self.router.aclose()
         if "http" in self.__dict__:
             await self.http.aclose()
+        if "security" in self.__dict__:
+            await self.security.aclose()
 
     def close(self) -> None:
         """Close the store (models hold no OS resources beyond memory)."""
@@ -308,3 +347,5 @@ class Container:
             self.documents.close()
         if "prompts" in self.__dict__:
             self.prompts.close()
+        if "security" in self.__dict__:
+            self.security.close()

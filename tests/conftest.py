@@ -35,6 +35,7 @@ def fake_settings(data_dir: Path, **overrides: object) -> Settings:
         "data_dir": data_dir,
         "embeddings": {"provider": "fake"},
         "models": {"default_group": "fake", "groups": {"fake": [{"provider": "fake", "model": "fake"}]}},
+        "security": {"auth": False},  # dev mode; the security tests turn authentication on
     }
     values.update(overrides)
     return Settings.load(None, **values)

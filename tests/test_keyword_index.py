@@ -121,3 +121,12 @@ def test_deleted_and_replaced_documents_leave_the_index(store: SQLiteDocumentSto
     replaced = put(store, "d2", "okapi spots")
     assert ids(store.keyword_search("okapi", 10, ChunkFilter())) == [replaced]
     assert store.keyword_search("stripes", 10, ChunkFilter()) == []
+
+
+def test_a_very_long_source_prefix_is_a_plain_filter(store: SQLiteDocumentStore) -> None:
+    # found by the API fuzzer: a prefix compiled to a regex overflowed tantivy's automaton limit
+    deep = "a/" * 400 + "x.md"
+    chunk = put(store, "deep", "wombat burrows", source=deep)
+    put(store, "flat", "wombat burrows", source="b.md")
+    assert ids(store.keyword_search("wombat", 10, ChunkFilter(source_prefix=deep[:-4]))) == [chunk]
+    assert store.keyword_search("wombat", 10, ChunkFilter(source_prefix="z" * 5000)) == []

@@ -27,9 +27,10 @@ USER: list[openai.types.chat.ChatCompletionMessageParam] = [
 class Gateway:
     url: str
     container: Container
+    key: str  # an admin API key: the SDK sends it as `Authorization: Bearer`
 
     def client(self) -> openai.OpenAI:
-        return openai.OpenAI(base_url=self.url + "/v1", api_key="not-checked-yet", max_retries=0)
+        return openai.OpenAI(base_url=self.url + "/v1", api_key=self.key, max_retries=0)
 
     def fake(self, group: str) -> FakeChatModel:
         model = self.container.router.groups[group][0].model
@@ -55,8 +56,9 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
         return BreaksMidway() if group == "midway" else configured(group)
 
     container.chat_model_for = chat_model_for  # type: ignore[method-assign]
+    key, _ = container.security.keys.create("openai-sdk", "admin")
     with serve(container) as url:
-        yield Gateway(url, container)
+        yield Gateway(url, container, key)
     container.close()
 
 
@@ -131,7 +133,7 @@ def test_rate_limit_raises_rate_limit_error(gateway: Gateway) -> None:
 
 def test_concurrent_requests_with_the_async_client(gateway: Gateway) -> None:
     async def go() -> list[str]:
-        client = openai.AsyncOpenAI(base_url=gateway.url + "/v1", api_key="x", max_retries=0)
+        client = openai.AsyncOpenAI(base_url=gateway.url + "/v1", api_key=gateway.key, max_retries=0)
         async with client:
             replies = await asyncio.gather(
                 *(
@@ -151,7 +153,8 @@ def test_size_limit_and_headers_on_the_real_server(gateway: Gateway) -> None:
         for _ in range(5):
             yield b" " * (1024 * 1024)
 
-    with httpx.Client(base_url=gateway.url) as http:
+    auth = {"authorization": f"Bearer {gateway.key}"}  # unauthenticated bodies are refused unread (401)
+    with httpx.Client(base_url=gateway.url, headers=auth) as http:
         r = http.post("/v1/chat/completions", content=b" " * (4 * 1024 * 1024 + 1))
         assert r.status_code == 413 and r.json()["error"]["id"].startswith("err_")
         r = http.post("/v1/chat/completions", content=chunked())

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from groundwork.api import create_app
 from groundwork.container import Container
@@ -22,26 +21,19 @@ LEAVE = "How many days of annual leave do full-time staff get?"
 
 @pytest.fixture
 def container(tmp_path: Path) -> Iterator[Container]:
-    c = Container(fake_settings(tmp_path / "data", router={"num_retries": 0}))
+    c = Container(fake_settings(tmp_path / "data", router={"num_retries": 0}, security={"auth": True}))
     yield c
     c.close()
 
 
-class _As:
-    """Sets the request's principal, as the authentication middleware will."""
-
-    def __init__(self, app: ASGIApp, principal: Principal) -> None:
-        self.app, self.principal = app, principal
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        scope.setdefault("state", {})["principal"] = self.principal
-        await self.app(scope, receive, send)
-
-
 async def _client(c: Container, principal: Principal | None = None) -> AsyncIterator[httpx.AsyncClient]:
+    """A client with a real API key of ``principal``'s name, role and groups (default: admin "local")."""
+    p = principal or Principal("local", "admin")
+    token, _ = c.security.keys.create(p.name, p.role, list(p.groups))
     app = create_app(c)
-    asgi: ASGIApp = app if principal is None else _As(app, principal)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi), base_url="http://gw") as client:
+    headers = {"Authorization": f"Bearer {token}"}
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gw", headers=headers) as client:
         yield client
 
 
@@ -123,12 +115,13 @@ async def test_errors_name_the_problem(client: httpx.AsyncClient) -> None:
 
 
 @anyio
-async def test_users_may_read_and_render_but_not_change(
+async def test_users_may_neither_read_nor_change_prompts(
     user_client: httpx.AsyncClient, container: Container
 ) -> None:
-    assert (await user_client.get("/v1/prompts")).status_code == 200
+    # prompts hold the system prompts the output guard keeps from leaking: builders and admins only
+    assert (await user_client.get("/v1/prompts")).status_code == 403
     r = await user_client.post("/v1/prompts", json={"name": "greet", "template": {"text": "x"}})
-    assert r.status_code == 403 and "builder or admin" in r.json()["error"]["message"]
+    assert r.status_code == 403 and "builder" in r.json()["error"]["message"]
     r = await user_client.post("/v1/prompts/rag.answer/labels/production", json={"version": 1})
     assert r.status_code == 403
     assert container.prompts.names() == ["evals.judge", "rag.answer"]

@@ -15,6 +15,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from groundwork.api.auth import SecurityMiddleware
 from groundwork.api.chat import chat_router
 from groundwork.api.embeddings import embeddings_router
 from groundwork.api.errors import EXCEPTION_HANDLERS
@@ -22,6 +23,7 @@ from groundwork.api.middleware import MAX_BODY_BYTES, MAX_UPLOAD_BYTES, GatewayM
 from groundwork.api.prompts import prompts_router
 from groundwork.api.rag import rag_router
 from groundwork.api.schemas import openapi_components
+from groundwork.api.security import security_router
 from groundwork.api.state import ApiState
 from groundwork.api.system import system_router
 from groundwork.container import Container
@@ -53,6 +55,8 @@ def create_app(
     app.include_router(system_router(state))
     app.include_router(rag_router(state))
     app.include_router(prompts_router(state))
+    app.include_router(security_router(state))
+    app.add_middleware(SecurityMiddleware, container=container)  # inside GatewayMiddleware (request ids)
     app.add_middleware(GatewayMiddleware, max_body_bytes=max_body_bytes, max_upload_bytes=max_upload_bytes)
 
     def openapi() -> dict[str, Any]:

@@ -8,10 +8,17 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
-from groundwork.types import LOCAL_ADMIN, Principal
+from groundwork.errors import AuthError
+from groundwork.types import Principal
 
 
 def principal_of(request: Request) -> Principal:
-    """The authenticated principal of ``request`` (the local admin while authentication is off)."""
+    """The authenticated principal of ``request``, set by :mod:`groundwork.api.auth`.
+
+    With ``security.auth: false`` (dev mode) the middleware sets the local admin. A request that did not
+    pass the middleware has no principal and is refused (fail closed), never treated as an admin.
+    """
     principal = getattr(request.state, "principal", None)
-    return principal if isinstance(principal, Principal) else LOCAL_ADMIN
+    if not isinstance(principal, Principal):
+        raise AuthError("the request carries no authenticated principal")
+    return principal

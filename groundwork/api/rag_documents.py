@@ -36,6 +36,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from groundwork.api.context import principal_of
 from groundwork.api.errors import (
     REQUEST_ID_KEY,
     RequestValidationFailed,
@@ -50,7 +51,8 @@ from groundwork.container import Container
 from groundwork.errors import GroundworkError, IngestionError, InputError, NotFoundError
 from groundwork.rag.ingest import document_id
 from groundwork.rag.loaders import LOADERS
-from groundwork.types import Document
+from groundwork.security.permissions import can_read
+from groundwork.types import Document, Principal
 
 MAX_FILE_BYTES = 20 * 1024 * 1024
 """The largest file accepted in an upload (the request body limit applies too; see the module docs)."""
@@ -166,11 +168,20 @@ async def read_uploads(request: Request) -> list[Upload]:
     )
 
 
-def ingest_upload(container: Container, collection: str, upload: Upload, request_id: str) -> dict[str, Any]:
-    """Ingest one file and describe the outcome. Blocking (parses and embeds): run it in a thread."""
+def ingest_upload(
+    container: Container, collection: str, upload: Upload, request_id: str, principal: Principal | None = None
+) -> dict[str, Any]:
+    """Ingest one file and describe the outcome. Blocking (parses and embeds): run it in a thread.
+
+    A ``principal`` who may not read the stored document of the same name may not replace it.
+    """
     entry: dict[str, Any] = {"name": upload.name, "document_id": document_id(collection, upload.name)}
     if upload.problem is not None:
         return {**entry, "status": "failed", "reason": upload.problem, "chunks": 0}
+    existing = container.documents.get_document(entry["document_id"]) if principal else None
+    if principal is not None and existing is not None and not can_read(principal, existing.groups):
+        reason = f"{upload.name}: permission denied (choose another name)"
+        return {**entry, "status": "failed", "reason": reason, "chunks": 0}
     try:
         report = container.ingestor.ingest_bytes(upload.data, upload.name, collection, upload.groups)
     except Exception as exc:
@@ -252,7 +263,11 @@ def documents_router(state: ApiState) -> APIRouter:
         results = []
         async with writes:
             for upload in uploads:
-                results.append(await asyncio.to_thread(ingest_upload, container, collection, upload, rid))
+                results.append(
+                    await asyncio.to_thread(
+                        ingest_upload, container, collection, upload, rid, principal_of(request)
+                    )
+                )
         return _upload_response(collection, results, rid)
 
     @router.get(
@@ -262,7 +277,9 @@ def documents_router(state: ApiState) -> APIRouter:
         """The documents of a collection (an empty list for a collection without documents)."""
         collection = path_collection(request)
         docs = await asyncio.to_thread(container.documents.list_documents, collection)
-        return _json({"collection": collection, "documents": [_document_json(d) for d in docs]})
+        principal = principal_of(request)
+        readable = [_document_json(d) for d in docs if can_read(principal, d.groups)]
+        return _json({"collection": collection, "documents": readable})
 
     @router.delete(
         "/v1/collections/{collection}/documents/{doc_id}",
@@ -272,10 +289,13 @@ def documents_router(state: ApiState) -> APIRouter:
         """Delete a document and its chunks (404 when it is not in this collection)."""
         collection = path_collection(request)
         doc_id = str(request.path_params["doc_id"])
+        principal = principal_of(request)
 
-        def delete() -> bool:
+        def delete() -> bool:  # a document the caller may not read is "not found", like a missing one
             doc = container.documents.get_document(doc_id)
-            return doc is not None and doc.collection == collection and container.ingestor.delete(doc_id)
+            if doc is None or doc.collection != collection or not can_read(principal, doc.groups):
+                return False
+            return container.ingestor.delete(doc_id)
 
         async with writes:
             deleted = await asyncio.to_thread(delete)
@@ -284,9 +304,20 @@ def documents_router(state: ApiState) -> APIRouter:
         return _json({"id": doc_id, "collection": collection, "deleted": True})
 
     @router.get("/v1/collections")
-    async def list_collections(_: Request) -> Response:
-        """Every collection with its number of documents."""
-        counts = await asyncio.to_thread(container.documents.collections)
+    async def list_collections(request: Request) -> Response:
+        """Every collection with its number of documents (those the caller may read)."""
+        principal = principal_of(request)
+
+        def readable_counts() -> dict[str, int]:
+            if principal.is_admin:
+                return container.documents.collections()
+            counts: dict[str, int] = {}
+            for d in container.documents.list_documents(None):
+                if can_read(principal, d.groups):
+                    counts[d.collection] = counts.get(d.collection, 0) + 1
+            return counts
+
+        counts = await asyncio.to_thread(readable_counts)
         data = [{"name": name, "documents": n} for name, n in sorted(counts.items())]
         return _json({"collections": data})
 

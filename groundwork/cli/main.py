@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from groundwork.cli.evals import eval_command
+from groundwork.cli.keys import audit, audit_cli, keys_app
 from groundwork.cli.migrate import migrate
 from groundwork.cli.prompts import prompts_app
 from groundwork.config import CONFIG_FILE_NAME, DEFAULT_CONFIG_YAML, Settings
@@ -35,6 +36,8 @@ app.add_typer(docs_app, name="docs")
 app.add_typer(prompts_app, name="prompts")
 app.command("eval")(eval_command)
 app.command()(migrate)
+app.add_typer(keys_app, name="keys")
+app.command("audit")(audit)
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -137,6 +140,7 @@ def ingest(
     try:
         c = _container(config, data_dir)
         report = _run_ingest(c, paths, collection, _csv(groups), _csv(tags))
+        audit_cli(c, "documents.ingest", collection, paths=[str(p) for p in paths], groups=_csv(groups))
         c.close()
     except GroundworkError as exc:
         raise _fail(exc) from exc
@@ -304,6 +308,7 @@ def docs_delete(
         if not c.ingestor.delete(document_id):
             err.print(f"[red]error:[/] no document with id {document_id!r}")
             raise typer.Exit(2)
+        audit_cli(c, "documents.delete", document_id)
     except GroundworkError as exc:
         raise _fail(exc) from exc
     out.print(f"deleted {document_id}")

@@ -13,6 +13,7 @@ Grounding does not rest on the model alone (the embedded default has 135M parame
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -146,7 +147,9 @@ class Answerer:
         context_chunks: int = 3,
         prompts: PromptRegistry | None = None,
         prompt_ref: str = f"{RAG_ANSWER}@production",
+        screen: Callable[[Sequence[ScoredChunk]], Sequence[ScoredChunk]] | None = None,
     ) -> None:
+        self.screen = screen  # drops (or fences) retrieved chunks carrying instructions (security guards)
         self.retriever = retriever
         self.prompts = prompts
         self.prompt_ref = prompt_ref
@@ -172,6 +175,8 @@ class Answerer:
         retrieval = await asyncio.to_thread(
             self.retriever.retrieve, question, collection, principal, top_k, filters
         )
+        if self.screen is not None:  # indirect prompt injection: screened before prompt and citations
+            retrieval = dataclasses.replace(retrieval, chunks=tuple(self.screen(retrieval.chunks)))
         timings = {f"retrieve.{k}": v for k, v in retrieval.timings.items()}
         if not retrieval.chunks or retrieval.best_vector_score < self.min_vector_score:
             timings["total"] = time.perf_counter() - started

@@ -127,8 +127,11 @@ class Ingestor:
         chunking: ChunkingSettings,
         loaders: dict[str, Loader] | None = None,
         embed_batch: int = 256,
+        groups_for: Callable[[str, tuple[str, ...]], tuple[str, ...]] | None = None,
     ) -> None:
         self.embed_batch = embed_batch
+        # (source, explicit groups) -> stored groups: defaults and per-folder rules (security policy)
+        self.groups_for = groups_for or (lambda _source, groups: groups)
         self._write_lock = threading.RLock()  # see _serialised
         self.documents = documents
         self.vectors = vectors
@@ -159,7 +162,7 @@ class Ingestor:
         group_t, tag_t = tuple(sorted(set(groups))), tuple(sorted(set(tags)))
 
         def prepare(path: Path) -> _Prepared | None:
-            meta = _Meta(group_t, tag_t, path.stat().st_mtime)
+            meta = _Meta(self.groups_for(str(path), group_t), tag_t, path.stat().st_mtime)
             return self._prepare(path.read_bytes(), str(path), collection, meta)
 
         batch: list[_Prepared] = []
@@ -209,7 +212,8 @@ class Ingestor:
         started = time.perf_counter()
         report = IngestReport()
         try:
-            meta = _Meta(tuple(sorted(set(groups))), tuple(sorted(set(tags))), time.time())
+            group_t = self.groups_for(source, tuple(sorted(set(groups))))
+            meta = _Meta(group_t, tuple(sorted(set(tags))), time.time())
             prepared = self._prepare(data, source, collection, meta)
             if prepared is None:
                 report.unchanged.append(source)

@@ -24,7 +24,7 @@ import shutil
 import threading
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,7 +37,6 @@ from groundwork.stores.protocols import ChunkFilter
 SCHEMA_VERSION = "3"
 _WORD = re.compile(r"[^\W_]+")
 _PHRASE = re.compile(r'"([^"]*)"')
-_ASCII_PUNCT = re.compile(r"([!-/:-@\[-`{-~])")
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,7 +217,7 @@ class TantivyKeywordIndex:
     def _tokens(self, word: str) -> list[str]:
         return list(dict.fromkeys(self._analyze(word)))
 
-    def _filter(self, flt: ChunkFilter) -> list[tantivy.Query] | None:
+    def _filter(self, flt: ChunkFilter, documents: Sequence[str] | None) -> list[tantivy.Query] | None:
         """Queries every admitted chunk matches; ``None`` when the filter admits nothing."""
         s = self._schema
         out: list[tantivy.Query] = []
@@ -230,8 +229,11 @@ class TantivyKeywordIndex:
                     return None
                 out.append(tantivy.Query.term_set_query(s, field, list(values)))
         if flt.source_prefix is not None:
-            pattern = _ASCII_PUNCT.sub(r"\\\1", flt.source_prefix) + "(.|\n)*"
-            out.append(tantivy.Query.regex_query(s, "source", pattern))
+            raise ValueError("resolve source_prefix to document ids first (see SQLiteDocumentStore)")
+        if documents is not None:
+            if not documents:
+                return None
+            out.append(tantivy.Query.term_set_query(s, "document_id", list(documents)))
         if flt.modified_after is not None or flt.modified_before is not None:
             out.append(
                 tantivy.Query.range_query(
@@ -246,13 +248,20 @@ class TantivyKeywordIndex:
             )
         return [tantivy.Query.const_score_query(q, 0.0) for q in out]
 
-    def search(self, match: str, k: int, flt: ChunkFilter) -> list[tuple[int, float]]:
-        """The ``k`` best ``(chunk id, BM25 score)`` for an FTS5-style OR query, inside ``flt``."""
+    def search(
+        self, match: str, k: int, flt: ChunkFilter, documents: Sequence[str] | None = None
+    ) -> list[tuple[int, float]]:
+        """The ``k`` best ``(chunk id, BM25 score)`` for an FTS5-style OR query, inside ``flt``.
+
+        ``documents`` restricts the search to those document ids. A ``source_prefix`` must be resolved
+        to them by the caller: a prefix as a tantivy regex fails past 1,000 automaton states (found by
+        the API fuzzer with a long path).
+        """
         with self._lock:
             if self._writer is not None:
                 self.commit()
             searcher = self._index.searcher()
-        filters = self._filter(flt)
+        filters = self._filter(flt, documents)
         if filters is None or k <= 0:
             return []
         should: list[tuple[tantivy.Occur, tantivy.Query]] = []

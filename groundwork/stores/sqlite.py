@@ -8,6 +8,7 @@ crash at any point leaves either the old document or the new one. The faiss inde
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import sqlite3
@@ -390,7 +391,16 @@ class SQLiteDocumentStore:
         match = match or fts_query(query)
         if match is None:
             return []
-        return self.keywords.search(match, k, flt)
+        documents = None
+        if flt.source_prefix is not None:
+            with self._lock:
+                rows = self._db.execute(
+                    "SELECT id FROM documents WHERE substr(source, 1, ?) = ?",
+                    (len(flt.source_prefix), flt.source_prefix),
+                ).fetchall()
+            documents = [r[0] for r in rows]
+            flt = dataclasses.replace(flt, source_prefix=None)
+        return self.keywords.search(match, k, flt, documents)
 
     def iter_vectors(self, batch: int = 4096) -> list[tuple[IdArray, FloatArray]]:
         out: list[tuple[IdArray, FloatArray]] = []
