@@ -192,7 +192,10 @@ class PromptsSettings(_Section):
 class CacheSettings(_Section):
     """The response cache (exact and semantic), scoped by permission."""
 
-    enabled: bool = True
+    enabled: bool = Field(
+        default=False,
+        description="Off unless configured; `groundwork init` writes a config that turns it on.",
+    )
     backend: Literal["sqlite", "redis"] = Field(
         default="sqlite", description="sqlite: <data_dir>/cache.sqlite3; redis: the top-level redis_url."
     )
@@ -201,7 +204,9 @@ class CacheSettings(_Section):
     semantic: bool = Field(default=True, description="Also answer paraphrases (embedding similarity).")
     semantic_threshold: float = Field(default=0.92, ge=0, le=1, description="Cosine similarity for a hit.")
     semantic_max_chars: int = Field(
-        default=1000, ge=1, description="Longer queries are matched exactly only (the embedder reads 256 tokens)."
+        default=1000,
+        ge=1,
+        description="Longer queries are matched exactly only (the embedder reads 256 tokens).",
     )
     key_prefix: str = Field(default="gw:cache:", min_length=1, description="Prefix of Redis keys.")
 
@@ -419,7 +424,7 @@ answer:
   min_extract_score: 0.40 # a quoted (extractive) answer needs a sentence this similar to the question
 
 # cache:                  # responses and grounded answers, scoped by the caller's permissions
-#   enabled: true
+#   enabled: false        # true to turn the cache on
 #   backend: sqlite       # sqlite (<data_dir>/cache.sqlite3) | redis (redis_url)
 #   ttl_s: 3600
 #   max_entries: 10000    # least recently used entries are evicted first

@@ -6,23 +6,30 @@ lists documents never loads a model. Providers are chosen through the registries
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from collections.abc import Callable, Sequence
 from functools import cached_property
 from pathlib import Path
 
+from groundwork.cache import CachedAnswerer, CachedEmbedder, CachedModel, ResponseCache
+from groundwork.cache.store import CacheStore
 from groundwork.config import Deployment, Settings
+from groundwork.errors import GroundworkError
 from groundwork.gateway import DeploymentState, Health, Router
 from groundwork.models.base import ChatModel, EmbeddingModel
 from groundwork.models.fake import FakeChatModel, FakeEmbedder
 from groundwork.models.http import SharedSession
+from groundwork.observability import InstrumentedModel, Observability
 from groundwork.rag.answer import Answerer
 from groundwork.rag.ingest import Ingestor
 from groundwork.rag.retrieval import Retriever
 from groundwork.stores.faiss_index import FaissVectorStore
 from groundwork.stores.sqlite import SQLiteDocumentStore
 from groundwork.types import Message
+
+logger = logging.getLogger("groundwork.container")
 
 
 def _fake_rag_responder(messages: Sequence[Message]) -> str:
@@ -78,6 +85,21 @@ EMBEDDING_PROVIDERS: dict[str, Callable[[Settings], EmbeddingModel]] = {
 }
 
 
+def _sqlite_cache(s: Settings) -> CacheStore:
+    from groundwork.cache.sqlite import SQLiteCacheStore
+
+    return SQLiteCacheStore(s.data_dir / "cache.sqlite3", s.cache.max_entries)
+
+
+def _redis_cache(s: Settings) -> CacheStore:
+    from groundwork.cache.redis import RedisCacheStore
+
+    return RedisCacheStore(s.redis_url, s.cache.key_prefix, s.cache.max_entries)
+
+
+CACHE_BACKENDS: dict[str, Callable[[Settings], CacheStore]] = {"sqlite": _sqlite_cache, "redis": _redis_cache}
+
+
 class Container:
     """Holds the application's parts for one data dir. Close it when done."""
 
@@ -119,14 +141,41 @@ class Container:
             ]
             for name, deployments in self.settings.models.groups.items()
         }
-        return Router(groups, r)
+        return Router(groups, r, listener=self.observability.metrics if self.observability else None)
+
+    @cached_property
+    def observability(self) -> Observability | None:
+        """Metrics, tracing and the trace store (``None`` when ``observability.enabled`` is off)."""
+        o = self.settings.observability
+        return Observability(o, self.data_dir) if o.enabled else None
+
+    @cached_property
+    def cache(self) -> ResponseCache | None:
+        """The response cache (``None`` when ``cache.enabled`` is off)."""
+        c = self.settings.cache
+        if not c.enabled:
+            return None
+        embedder = CachedEmbedder(self.embedder) if c.semantic else None
+        events = self.observability.metrics if self.observability else None
+        try:
+            store = CACHE_BACKENDS[c.backend](self.settings)
+        except (OSError, GroundworkError) as exc:  # serve without the cache; /readyz reports it
+            logger.error("the response cache cannot be opened, serving without it: %s", exc)
+            return None
+        return ResponseCache(store, c, embedder, events)
 
     def chat_model_for(self, group: str | None = None) -> ChatModel:
-        """The chat model of a model group (default: ``models.default_group``), behind the router.
+        """The chat model of a model group (default: ``models.default_group``):
+        ``Instrumented(Cached(Router))``, each layer present when configured.
 
         Raises :class:`~groundwork.errors.NotFoundError` for a group that is not configured.
         """
-        return self.router.model(group or self.settings.models.default_group)
+        model: ChatModel = self.router.model(group or self.settings.models.default_group)
+        if self.cache is not None:
+            model = CachedModel(model, self.cache)
+        if self.observability is not None:
+            model = InstrumentedModel(model, self.observability.metrics)
+        return model
 
     @cached_property
     def chat_model(self) -> ChatModel:
@@ -155,13 +204,14 @@ class Container:
 
     @cached_property
     def answerer(self) -> Answerer:
-        return Answerer(
+        answerer = Answerer(
             self.retriever,
             self.chat_model,
             self.embedder,
             self.settings.answer,
             self.settings.retrieval.min_vector_score,
         )
+        return answerer if self.cache is None else CachedAnswerer.wrap(answerer, self.cache)
 
     def warm_up(self) -> None:
         """Build the store, the vector index and the RAG parts now, in one thread.
@@ -170,7 +220,16 @@ class Container:
         race to build them (``functools.cached_property`` is not locked on Python 3.12+).
         """
         with self._build_lock:
-            for part in ("documents", "vectors", "ingestor", "retriever", "answerer", "router"):
+            for part in (
+                "observability",
+                "cache",
+                "documents",
+                "vectors",
+                "ingestor",
+                "retriever",
+                "answerer",
+                "router",
+            ):
                 getattr(self, part)
 
     async def aclose_clients(self) -> None:
@@ -184,3 +243,7 @@ class Container:
         """Close the store (models hold no OS resources beyond memory)."""
         if "documents" in self.__dict__:
             self.documents.close()
+        if self.__dict__.get("cache") is not None:
+            self.cache.close()  # type: ignore[union-attr]
+        if self.__dict__.get("observability") is not None:
+            self.observability.close()  # type: ignore[union-attr]

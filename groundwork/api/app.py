@@ -19,6 +19,7 @@ from groundwork.api.chat import chat_router
 from groundwork.api.embeddings import embeddings_router
 from groundwork.api.errors import EXCEPTION_HANDLERS
 from groundwork.api.middleware import MAX_BODY_BYTES, MAX_UPLOAD_BYTES, GatewayMiddleware
+from groundwork.api.observability import install_observability
 from groundwork.api.rag import rag_router
 from groundwork.api.schemas import openapi_components
 from groundwork.api.state import ApiState
@@ -51,6 +52,7 @@ def create_app(
     app.include_router(embeddings_router(state))
     app.include_router(system_router(state))
     app.include_router(rag_router(state))
+    install_observability(app, state)  # tracing, metrics, cache policy; inside the gateway middleware
     app.add_middleware(GatewayMiddleware, max_body_bytes=max_body_bytes, max_upload_bytes=max_upload_bytes)
 
     def openapi() -> dict[str, Any]:

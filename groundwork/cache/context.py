@@ -55,7 +55,7 @@ def parse_cache_control(value: str | None) -> tuple[bool, bool]:
     directives = {d.strip().split("=", 1)[0].lower() for d in value.split(",")}
     if "no-store" in directives:
         return False, False
-    if "no-cache" in directives or "max-age" in directives and "max-age=0" in value.replace(" ", ""):
+    if "no-cache" in directives or ("max-age" in directives and "max-age=0" in value.replace(" ", "")):
         return False, True
     return True, True
 

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import orjson
+from opentelemetry.trace import Span
 
 from groundwork.cache.guard import guard_reason
 from groundwork.cache.store import CacheStore, FloatArray
@@ -26,7 +27,6 @@ from groundwork.config import CacheSettings
 from groundwork.errors import StorageError
 from groundwork.models.base import EmbeddingModel
 from groundwork.observability.tracing import span
-from opentelemetry.trace import Span
 
 logger = logging.getLogger("groundwork.cache")
 
@@ -90,7 +90,8 @@ class ResponseCache:
 
     def _embed(self, query: str) -> FloatArray:
         assert self.embedder is not None
-        return self.embedder.embed([query])[0]
+        vector: FloatArray = self.embedder.embed([query])[0]
+        return vector
 
     def lookup(self, kind: str, key: str, bucket: str, query: str | None) -> Hit | None:
         """The entry of ``key``, else a guarded semantic match of ``query`` in ``bucket``, else ``None``."""

@@ -25,18 +25,59 @@ _NUMBER_WORDS = frozenset(
     "thousand million billion first second third fourth fifth half quarter twice double triple".split()
 )
 _OPPOSITES = [
-    ("enable", "disable"), ("allow", "deny"), ("allow", "forbid"), ("before", "after"),
-    ("increase", "decrease"), ("add", "remove"), ("minimum", "maximum"), ("min", "max"),
-    ("more", "less"), ("more", "fewer"), ("most", "least"), ("highest", "lowest"), ("first", "last"),
-    ("open", "close"), ("start", "stop"), ("start", "end"), ("buy", "sell"), ("include", "exclude"),
-    ("above", "below"), ("over", "under"), ("accept", "reject"), ("inside", "outside"),
-    ("import", "export"), ("upload", "download"), ("internal", "external"), ("true", "false"),
-    ("pass", "fail"), ("win", "lose"), ("join", "leave"), ("hire", "fire"), ("paid", "unpaid"),
-    ("legal", "illegal"), ("valid", "invalid"), ("possible", "impossible"), ("lock", "unlock"),
-    ("encrypt", "decrypt"), ("on", "off"), ("in", "out"), ("up", "down"), ("early", "late"),
-    ("longer", "shorter"), ("longest", "shortest"), ("larger", "smaller"),
-    ("largest", "smallest"), ("old", "new"), ("oldest", "newest"), ("north", "south"), ("east", "west"),
-    ("left", "right"), ("men", "women"), ("male", "female"), ("approve", "reject"), ("public", "private"),
+    ("enable", "disable"),
+    ("allow", "deny"),
+    ("allow", "forbid"),
+    ("before", "after"),
+    ("increase", "decrease"),
+    ("add", "remove"),
+    ("minimum", "maximum"),
+    ("min", "max"),
+    ("more", "less"),
+    ("more", "fewer"),
+    ("most", "least"),
+    ("highest", "lowest"),
+    ("first", "last"),
+    ("open", "close"),
+    ("start", "stop"),
+    ("start", "end"),
+    ("buy", "sell"),
+    ("include", "exclude"),
+    ("above", "below"),
+    ("over", "under"),
+    ("accept", "reject"),
+    ("inside", "outside"),
+    ("import", "export"),
+    ("upload", "download"),
+    ("internal", "external"),
+    ("true", "false"),
+    ("pass", "fail"),
+    ("win", "lose"),
+    ("join", "leave"),
+    ("hire", "fire"),
+    ("paid", "unpaid"),
+    ("legal", "illegal"),
+    ("valid", "invalid"),
+    ("possible", "impossible"),
+    ("lock", "unlock"),
+    ("encrypt", "decrypt"),
+    ("on", "off"),
+    ("in", "out"),
+    ("up", "down"),
+    ("early", "late"),
+    ("longer", "shorter"),
+    ("longest", "shortest"),
+    ("larger", "smaller"),
+    ("largest", "smallest"),
+    ("old", "new"),
+    ("oldest", "newest"),
+    ("north", "south"),
+    ("east", "west"),
+    ("left", "right"),
+    ("men", "women"),
+    ("male", "female"),
+    ("approve", "reject"),
+    ("public", "private"),
     ("full-time", "part-time"),
 ]
 _STEM = re.compile(r"(ing|ed|es|s|d)$")
@@ -78,9 +119,11 @@ def entities(text: str) -> frozenset[str]:
             sentence_start = True
             continue
         token = raw.strip("'._-")
-        if (token[:1].isupper() and not sentence_start) or (len(token) > 1 and token.isupper()):
-            found.add(token.lower())
-        elif any(c.isdigit() for c in token) and any(c.isalpha() for c in token):
+        if (
+            (token[:1].isupper() and not sentence_start)
+            or (len(token) > 1 and token.isupper())
+            or (any(c.isdigit() for c in token) and any(c.isalpha() for c in token))
+        ):
             found.add(token.lower())
         sentence_start = False
     return frozenset(found)

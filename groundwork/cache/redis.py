@@ -55,7 +55,12 @@ class RedisCacheStore:
         return bytes(value)  # type: ignore[arg-type]
 
     def put(
-        self, key: str, value: bytes, ttl_s: float, bucket: str | None = None, vector: FloatArray | None = None
+        self,
+        key: str,
+        value: bytes,
+        ttl_s: float,
+        bucket: str | None = None,
+        vector: FloatArray | None = None,
     ) -> None:
         with self._errors("write"):
             pipe = self.client.pipeline(transaction=True)
@@ -70,7 +75,8 @@ class RedisCacheStore:
                 self._evict(int(count) - self.max_entries)
 
     def _evict(self, n: int) -> None:
-        for member, _ in self.client.zpopmin(self._k("lru"), n):  # type: ignore[union-attr]
+        popped: list[tuple[bytes | str, float]] = self.client.zpopmin(self._k("lru"), n)  # type: ignore[assignment]
+        for member, _ in popped:
             self._drop(member.decode() if isinstance(member, bytes) else str(member))
 
     def _drop(self, key: str) -> None:
@@ -92,7 +98,7 @@ class RedisCacheStore:
             raw = self.client.hgetall(self._k("v:", bucket))
         if not raw:
             return empty_vectors()
-        items = sorted(raw.items())  # type: ignore[union-attr]
+        items: list[tuple[bytes, bytes]] = sorted(raw.items())  # type: ignore[union-attr,arg-type]
         return stack([k.decode() for k, _ in items], [bytes(v) for _, v in items])
 
     def clear(self) -> None:

@@ -66,7 +66,12 @@ class SQLiteCacheStore:
         return bytes(row[0])
 
     def put(
-        self, key: str, value: bytes, ttl_s: float, bucket: str | None = None, vector: FloatArray | None = None
+        self,
+        key: str,
+        value: bytes,
+        ttl_s: float,
+        bucket: str | None = None,
+        vector: FloatArray | None = None,
     ) -> None:
         now = self.clock()
         blob = to_bytes(vector) if vector is not None else None

@@ -32,7 +32,12 @@ class CacheStore(Protocol):
     def get(self, key: str) -> bytes | None: ...
 
     def put(
-        self, key: str, value: bytes, ttl_s: float, bucket: str | None = None, vector: FloatArray | None = None
+        self,
+        key: str,
+        value: bytes,
+        ttl_s: float,
+        bucket: str | None = None,
+        vector: FloatArray | None = None,
     ) -> None: ...
 
     def delete(self, key: str) -> None: ...

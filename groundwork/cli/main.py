@@ -323,6 +323,8 @@ def serve(
     except GroundworkError as exc:
         raise _fail(exc) from exc
     try:
+        if c.observability is not None:
+            c.observability.install_logging()  # JSON logs with request, trace and error ids
         uvicorn.Server(server_config(create_app(c), host, port, access_log=access_log)).run()
     finally:
         c.close()

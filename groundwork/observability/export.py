@@ -20,6 +20,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 logger = logging.getLogger("groundwork.observability")
 
+
 class QueuedSpanProcessor(SpanProcessor):
     """Hands finished spans to ``exporter`` from a daemon thread, in batches of up to ``batch_size``."""
 
@@ -70,8 +71,7 @@ class QueuedSpanProcessor(SpanProcessor):
         if self._on_drop is not None:
             self._on_drop(self.name, n)
 
-    @property
-    def queue_size(self) -> int:
+    def qsize(self) -> int:
         """Spans waiting to be exported."""
         return self._queue.qsize()
 

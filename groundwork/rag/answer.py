@@ -22,6 +22,7 @@ import numpy as np
 
 from groundwork.config import AnswerSettings
 from groundwork.models.base import ChatModel, EmbeddingModel
+from groundwork.observability.tracing import span
 from groundwork.rag.chunking import sentence_spans
 from groundwork.rag.grounding import best_support, content_words, is_claim, is_refusal, split_sentences
 from groundwork.rag.retrieval import Filters, Retrieval, Retriever
@@ -183,8 +184,10 @@ class Answerer:
         usage = Usage()
         finish = "stop"
         first_token: float | None = None
+        with span("prompt.render", chunks=len(context)):
+            messages = build_messages(question, context)
         async for piece in self.model.stream(
-            build_messages(question, context), GenerationOptions(max_tokens=self.settings.max_tokens)
+            messages, GenerationOptions(max_tokens=self.settings.max_tokens)
         ):
             if piece.delta:
                 first_token = first_token or time.perf_counter()
@@ -200,9 +203,12 @@ class Answerer:
         if first_token is not None:
             timings["time_to_first_token"] = first_token - t0
         t1 = time.perf_counter()
-        text, citations, mode, unsupported = await asyncio.to_thread(
-            self._verify, question, draft, retrieval, finish == "length"
-        )
+        with span("output.verify") as sp:
+            text, citations, mode, unsupported = await asyncio.to_thread(
+                self._verify, question, draft, retrieval, finish == "length"
+            )
+            sp.set_attribute("mode", mode)
+            sp.set_attribute("unsupported", len(unsupported))
         timings["verify"] = time.perf_counter() - t1
         timings["total"] = time.perf_counter() - started
         return Answer(

@@ -1,0 +1,215 @@
+"""Observability at the HTTP edge: the tracing/metrics middleware, ``GET /metrics``, ``POST /v1/feedback``.
+
+:class:`ObservabilityMiddleware` (pure ASGI) makes every request one trace: a root span named after the
+method and the route template, whose trace id is the ``x-trace-id`` header and the ``trace_id`` of
+answers. It counts requests and their latency by route and status, and the requests in flight; sets the
+request id of the JSON logs; and sets the request's cache policy from its ``Cache-Control`` header and
+its principal (resolved when the cache first needs it, so after authentication), answering with
+``x-groundwork-cache: hit|miss`` whenever the cache was consulted.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+import orjson
+from fastapi import APIRouter, FastAPI, Request
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from prometheus_client import CONTENT_TYPE_LATEST
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from groundwork.api.context import principal_of
+from groundwork.api.errors import REQUEST_ID_KEY
+from groundwork.api.routing import raw_router
+from groundwork.api.schemas import openapi_body, parse_body
+from groundwork.api.state import ApiState
+from groundwork.cache.context import CachePolicy, parse_cache_control, use_policy
+from groundwork.errors import GroundworkError, NotFoundError, PermissionDeniedError
+from groundwork.observability import Observability, set_request_id, use_tracer
+from groundwork.observability.tracing import current_trace_id
+
+TRACE_HEADER = b"x-trace-id"
+CACHE_HEADER = b"x-groundwork-cache"
+_TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+class ObservabilityMiddleware:
+    """One trace, request metrics, log context and the cache policy per HTTP request."""
+
+    def __init__(self, app: ASGIApp, observability: Observability | None, cache_enabled: bool) -> None:
+        self.app = app
+        self.obs = observability
+        self.cache_enabled = cache_enabled
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        set_request_id(scope.get(REQUEST_ID_KEY))
+        outcome = None
+        if self.cache_enabled:
+            cache_control = next(
+                (v.decode("latin-1") for k, v in scope["headers"] if k == b"cache-control"), None
+            )
+            read, write = parse_cache_control(cache_control)
+            outcome = use_policy(CachePolicy(lambda: principal_of(Request(scope)), read, write))
+        if self.obs is None:
+            await self._plain(scope, receive, send, outcome)
+            return
+        await self._traced(scope, receive, send, outcome)
+
+    async def _plain(self, scope: Scope, receive: Receive, send: Send, outcome: object) -> None:
+        async def send_with_cache(message: Message) -> None:
+            if message["type"] == "http.response.start" and outcome is not None:
+                status = getattr(outcome, "status", "bypass")
+                if status != "bypass":
+                    message["headers"] = [*message.get("headers", ()), (CACHE_HEADER, status.encode())]
+            await send(message)
+
+        await self.app(scope, receive, send_with_cache)
+
+    async def _traced(self, scope: Scope, receive: Receive, send: Send, outcome: object) -> None:
+        assert self.obs is not None
+        metrics = self.obs.metrics
+        tracer = self.obs.tracing.tracer
+        use_tracer(tracer)
+        method = scope["method"]
+        status_code = 500
+        started = time.perf_counter()
+        metrics.in_flight.inc()
+        with tracer.start_as_current_span(
+            f"{method} {scope['path']}",
+            kind=SpanKind.SERVER,
+            attributes={"http.request.method": method, "url.path": scope["path"]},
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as root:
+            trace_id = current_trace_id()
+
+            async def send_traced(message: Message) -> None:
+                nonlocal status_code
+                if message["type"] == "http.response.start":
+                    status_code = message["status"]
+                    headers = list(message.get("headers", ()))
+                    if trace_id and not any(k == TRACE_HEADER for k, _ in headers):
+                        headers.append((TRACE_HEADER, trace_id.encode()))
+                    cache_status = getattr(outcome, "status", "bypass")
+                    if cache_status != "bypass":
+                        headers.append((CACHE_HEADER, cache_status.encode()))
+                    message["headers"] = headers
+                await send(message)
+
+            try:
+                await self.app(scope, receive, send_traced)
+            finally:
+                metrics.in_flight.dec()
+                route = getattr(scope.get("route"), "path", None) or "unmatched"
+                status = str(status_code)
+                metrics.requests.labels(method, route, status).inc()
+                metrics.request_latency.labels(method, route, status).observe(time.perf_counter() - started)
+                if root.is_recording():
+                    root.update_name(f"{method} {route}")
+                    root.set_attribute("http.route", route)
+                    root.set_attribute("http.response.status_code", status_code)
+                    root.set_attribute("groundwork.request_id", str(scope.get(REQUEST_ID_KEY, "")))
+                    root.set_attribute("groundwork.principal", principal_of(Request(scope)).name)
+                    if getattr(outcome, "status", "bypass") != "bypass":
+                        root.set_attribute("cache.result", str(getattr(outcome, "status", "")))
+                    if status_code >= 500:
+                        root.set_status(Status(StatusCode.ERROR))
+                category = (getattr(root, "attributes", None) or {}).get("error.category")
+                if category:
+                    metrics.errors.labels(str(category)).inc()
+
+
+class FeedbackRequest(BaseModel):
+    """``POST /v1/feedback``: a score for the answer of a trace."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    trace_id: str = Field(description="The trace id of the answer (32 hex digits, as in x-trace-id).")
+    score: float = Field(ge=0, le=1, description="0 (bad) to 1 (good); thumbs up/down are 1 and 0.")
+    comment: str = Field(default="", max_length=4000)
+
+
+def readiness_problems(state: ApiState) -> list[str]:
+    """Why the cache backend or the trace store is not usable (empty when both are). Blocking."""
+    problems: list[str] = []
+    c = state.container
+    try:
+        cache = c.cache
+        if cache is None and c.settings.cache.enabled:
+            problems.append(f"cache: the {c.settings.cache.backend} cache cannot be opened (see the logs)")
+        ping = getattr(cache.store, "ping", None) if cache is not None else None
+        if ping is not None:
+            ping()
+    except GroundworkError as exc:
+        problems.append(f"cache: {exc.message} (error id {exc.error_id})")
+    except OSError as exc:
+        problems.append(f"cache: {type(exc).__name__}: {exc}")
+    obs = c.observability
+    if obs is not None and obs.settings.trace_store:
+        try:
+            if obs.trace_store is None:
+                raise RuntimeError(obs.trace_store_error or "not opened")
+            obs.trace_store.recent(1)
+        except Exception as exc:
+            problems.append(f"trace store: {exc}")
+    return problems
+
+
+def observability_router(state: ApiState) -> APIRouter:
+    """``GET /metrics`` and ``POST /v1/feedback``."""
+    router = raw_router(tags=["observability"])
+
+    @router.get("/metrics", tags=["health"])
+    async def metrics(_: Request) -> Response:
+        """Prometheus metrics (text exposition format)."""
+        obs = state.container.observability
+        body = obs.metrics.render() if obs is not None else b"# observability.enabled is false\n"
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+    @router.post("/v1/feedback", status_code=201, openapi_extra=openapi_body(FeedbackRequest))
+    async def feedback(request: Request) -> Response:
+        """Score the answer of a trace (0 bad .. 1 good) with an optional comment."""
+        body = parse_body(FeedbackRequest, await request.body())
+        trace_id = body.trace_id.lower()
+        if not _TRACE_ID.match(trace_id):
+            from groundwork.api.errors import RequestValidationFailed
+
+            raise RequestValidationFailed(
+                "trace_id: must be 32 hex digits (the x-trace-id header)", param="trace_id"
+            )
+        obs = state.container.observability
+        if obs is None or obs.trace_store is None:
+            raise NotFoundError(
+                "feedback needs observability.enabled and observability.trace_store (traces are not kept)"
+            )
+        principal = principal_of(request)
+        roots = [s for s in obs.trace_store.trace(trace_id) if s.parent_id is None]
+        owner = roots[0].attributes.get("groundwork.principal") if roots else None
+        if owner is not None and owner != principal.name and not principal.is_admin:
+            raise PermissionDeniedError("this trace belongs to another principal")
+        fb = obs.trace_store.add_feedback(trace_id, body.score, body.comment, principal.name)
+        content = {
+            "trace_id": fb.trace_id,
+            "score": fb.score,
+            "comment": fb.comment,
+            "known_trace": bool(roots),
+        }
+        return Response(orjson.dumps(content), status_code=201, media_type="application/json")
+
+    return router
+
+
+def install_observability(app: FastAPI, state: ApiState) -> None:
+    """Add the middleware and routes to ``app`` (call before adding the gateway middleware)."""
+    container = state.container
+    obs = container.observability
+    app.include_router(observability_router(state))
+    app.add_middleware(
+        ObservabilityMiddleware, observability=obs, cache_enabled=container.settings.cache.enabled
+    )

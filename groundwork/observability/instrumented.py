@@ -1,0 +1,83 @@
+"""``InstrumentedModel``: a :class:`~groundwork.models.base.ChatModel` decorator that traces and counts.
+
+Each call is a ``model`` span (model group, tokens in and out, cost, time to first token, error id) and
+feeds the metrics: latency by outcome, time to first token, tokens and cost. A cache hit below it shows
+as a ``cache.lookup`` child span and costs nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Sequence
+
+from opentelemetry.trace import Span
+
+from groundwork.models.base import ChatModel
+from groundwork.observability.metrics import Metrics
+from groundwork.observability.tracing import record_error, span
+from groundwork.types import Completion, GenerationOptions, Message, StreamChunk, Usage
+
+
+class InstrumentedModel(ChatModel):
+    """Traces and measures every call of ``inner``."""
+
+    def __init__(self, inner: ChatModel, metrics: Metrics) -> None:
+        self.inner = inner
+        self.metrics = metrics
+        self.name = inner.name
+
+    def _usage(self, s: Span, usage: Usage) -> None:
+        s.set_attribute("gen_ai.usage.input_tokens", usage.prompt_tokens)
+        s.set_attribute("gen_ai.usage.output_tokens", usage.completion_tokens)
+        s.set_attribute("groundwork.cost", usage.cost)
+        m = self.metrics
+        m.tokens.labels(self.name, "in").inc(usage.prompt_tokens)
+        m.tokens.labels(self.name, "out").inc(usage.completion_tokens)
+        if usage.cost:
+            m.cost.labels(self.name).inc(usage.cost)
+
+    async def generate(
+        self, messages: Sequence[Message], options: GenerationOptions | None = None
+    ) -> Completion:
+        started = time.perf_counter()
+        outcome = "error"
+        with span("model", **{"gen_ai.request.model": self.name, "groundwork.stream": False}) as s:
+            try:
+                completion = await self.inner.generate(messages, options)
+                outcome = "ok"
+            finally:
+                self.metrics.model_latency.labels(self.name, outcome).observe(time.perf_counter() - started)
+            s.set_attribute("gen_ai.response.model", completion.model)
+            s.set_attribute("gen_ai.response.finish_reason", completion.finish_reason)
+            self._usage(s, completion.usage)
+            return completion
+
+    async def stream(
+        self, messages: Sequence[Message], options: GenerationOptions | None = None
+    ) -> AsyncIterator[StreamChunk]:
+        tracer_span = span("model", **{"gen_ai.request.model": self.name, "groundwork.stream": True})
+        s = tracer_span.__enter__()
+        started = time.perf_counter()
+        first: float | None = None
+        outcome = "error"
+        try:
+            async for chunk in self.inner.stream(messages, options):
+                if first is None and chunk.delta:
+                    first = time.perf_counter() - started
+                    self.metrics.ttft.labels(self.name).observe(first)
+                    s.set_attribute("groundwork.time_to_first_token_ms", round(first * 1000, 3))
+                if chunk.usage is not None:
+                    self._usage(s, chunk.usage)
+                if chunk.finish_reason is not None:
+                    s.set_attribute("gen_ai.response.finish_reason", chunk.finish_reason)
+                yield chunk
+            outcome = "ok"
+        except BaseException as exc:
+            record_error(s, exc)
+            raise
+        finally:
+            self.metrics.model_latency.labels(self.name, outcome).observe(time.perf_counter() - started)
+            tracer_span.__exit__(None, None, None)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
