@@ -205,7 +205,7 @@ class TraceStore:
             "SELECT COALESCE(SUM(json_extract(attributes, '$.\"gen_ai.usage.input_tokens\"')), 0), "
             "COALESCE(SUM(json_extract(attributes, '$.\"gen_ai.usage.output_tokens\"')), 0), "
             "COALESCE(SUM(json_extract(attributes, '$.\"groundwork.cost\"')), 0) "
-            "FROM spans WHERE name = 'model' AND start_ns >= ?",
+            "FROM spans WHERE parent_id IS NULL AND start_ns >= ?",
             (since_ns,),
         )[0]
         (lookups, hits) = self.db.query(
