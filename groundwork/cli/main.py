@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from groundwork.cli.traces import stats, traces_app
 from groundwork.config import CONFIG_FILE_NAME, DEFAULT_CONFIG_YAML, Settings
 from groundwork.container import Container
 from groundwork.errors import GroundworkError
@@ -29,6 +30,8 @@ app = typer.Typer(
 )
 docs_app = typer.Typer(help="List and delete ingested documents.", no_args_is_help=True)
 app.add_typer(docs_app, name="docs")
+app.add_typer(traces_app, name="traces")
+app.command()(stats)
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
