@@ -64,6 +64,24 @@ class TestRedisCacheStore(CacheStoreSuite):
             b.close()
 
 
+    def test_two_processes_see_each_others_vectors(self) -> None:
+        import numpy as np
+
+        a = _redis_or_skip()
+        b = RedisCacheStore(REDIS_URL, prefix=a.prefix, max_entries=MAX_ENTRIES)
+        try:
+            a.put("k1", b"1", ttl_s=60, bucket="q", vector=np.ones(4, dtype=np.float32) / 2)
+            assert b.vectors("q")[0] == ["k1"]  # b reads, and keeps, the bucket
+            a.put("k2", b"2", ttl_s=60, bucket="q", vector=np.ones(4, dtype=np.float32) / 2)
+            assert b.vectors("q")[0] == ["k1", "k2"]  # the version changed: b reads it again
+            a.delete("k1")
+            assert b.vectors("q")[0] == ["k2"]
+        finally:
+            a.clear()
+            a.close()
+            b.close()
+
+
 def test_dead_redis_raises_storage_error() -> None:
     store = RedisCacheStore("redis://127.0.0.1:1", max_entries=5, timeout_s=0.2)
     with pytest.raises(StorageError, match="Redis"):

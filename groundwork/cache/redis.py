@@ -1,13 +1,17 @@
 """The shared cache store on Redis (``cache.backend: redis``, at the top-level ``redis_url``).
 
 Keys, under the configured prefix ``P``: ``P e:<key>`` the entry (with Redis' own expiry), ``P lru`` a
-sorted set of keys by last use, ``P v:<bucket>`` a hash of key -> vector, ``P b`` a hash of key ->
-bucket (to drop a vector when its entry is evicted). Redis' errors become
+sorted set of keys by last use, ``P v:<bucket>`` a hash of key -> vector, ``P vv:<bucket>`` a random
+version of that hash (changed with it), ``P b`` a hash of key -> bucket (to drop a vector when its entry
+is evicted). A process keeps the vectors of a bucket it read with their version, so a semantic lookup
+reads one short string unless the bucket changed. Redis' errors become
 :class:`~groundwork.errors.StorageError` here.
 """
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -35,6 +39,8 @@ class RedisCacheStore:
         self.max_entries = max_entries
         self.clock = clock
         self.client = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+        self._mirror: dict[str, tuple[bytes, tuple[list[str], FloatArray]]] = {}
+        self._lock = threading.Lock()
 
     @contextmanager
     def _errors(self, what: str) -> Iterator[None]:
@@ -69,6 +75,7 @@ class RedisCacheStore:
             if bucket is not None and vector is not None:
                 pipe.hset(self._k("v:", bucket), key, to_bytes(vector))
                 pipe.hset(self._k("b"), key, bucket)
+                pipe.set(self._k("vv:", bucket), os.urandom(8))
             pipe.zcard(self._k("lru"))
             count = pipe.execute()[-1]
             if count > self.max_entries:
@@ -86,7 +93,9 @@ class RedisCacheStore:
         pipe.zrem(self._k("lru"), key)
         pipe.hdel(self._k("b"), key)
         if bucket is not None:
-            pipe.hdel(self._k("v:", bucket.decode()), key)  # type: ignore[union-attr]
+            name = bucket.decode()  # type: ignore[union-attr]
+            pipe.hdel(self._k("v:", name), key)
+            pipe.set(self._k("vv:", name), os.urandom(8))
         pipe.execute()
 
     def delete(self, key: str) -> None:
@@ -95,17 +104,35 @@ class RedisCacheStore:
 
     def vectors(self, bucket: str) -> tuple[list[str], FloatArray]:
         with self._errors("read"):
-            raw = self.client.hgetall(self._k("v:", bucket))
-        if not raw:
-            return empty_vectors()
-        items: list[tuple[bytes, bytes]] = sorted(raw.items())  # type: ignore[union-attr,arg-type]
-        return stack([k.decode() for k, _ in items], [bytes(v) for _, v in items])
+            version = self.client.get(self._k("vv:", bucket))
+            if version is None:
+                return empty_vectors()
+            with self._lock:
+                known = self._mirror.get(bucket)
+            if known is not None and known[0] == version:
+                return known[1]
+            pipe = self.client.pipeline(transaction=True)
+            pipe.get(self._k("vv:", bucket))
+            pipe.hgetall(self._k("v:", bucket))
+            version, raw = pipe.execute()
+        items: list[tuple[bytes, bytes]] = sorted(raw.items())
+        result = (
+            stack([k.decode() for k, _ in items], [bytes(v) for _, v in items]) if items else empty_vectors()
+        )
+        with self._lock:
+            if len(self._mirror) >= 1024:
+                self._mirror.clear()
+            if version is not None:
+                self._mirror[bucket] = (bytes(version), result)  # type: ignore[arg-type]
+        return result
 
     def clear(self) -> None:
         with self._errors("clear"):
             keys = list(self.client.scan_iter(match=self.prefix + "*", count=1000))
             for i in range(0, len(keys), 500):
                 self.client.delete(*keys[i : i + 500])
+        with self._lock:
+            self._mirror.clear()
 
     def __len__(self) -> int:
         with self._errors("read"):
