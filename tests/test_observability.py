@@ -15,13 +15,14 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from groundwork.api import create_app
 from groundwork.config import ObservabilitySettings
 from groundwork.container import Container
 from groundwork.errors import StorageError, UpstreamError
 from groundwork.models.fake import FakeChatModel
-from groundwork.observability import Observability, span
+from groundwork.observability import Observability, Tracing, span, use_tracer
 from groundwork.observability.logs import ContextFilter, JsonFormatter, set_request_id
 from groundwork.observability.notify import NotificationLimiter, WebhookHandler
 from tests.conftest import fake_settings
@@ -345,3 +346,44 @@ def test_observability_can_be_turned_off(tmp_path: Path) -> None:
         assert type(c.chat_model_for("fake")).__name__ == "RoutedModel"
     finally:
         c.close()
+
+
+class _BlockingExporter(SpanExporter):
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.spans: list[str] = []
+
+    def export(self, spans: Any) -> SpanExportResult:
+        self.release.wait(10)
+        self.spans += [s.name for s in spans]
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        self.release.set()
+
+
+def test_a_full_queue_drops_and_counts_without_blocking() -> None:
+    exporter = _BlockingExporter()
+    drops: list[tuple[str, int]] = []
+    tracing = Tracing("t", {"stuck": exporter}, queue_size=4, on_drop=lambda name, n: drops.append((name, n)))
+    tracing.activate()
+    t0 = time.perf_counter()
+    with span("first"):
+        pass
+    time.sleep(0.3)  # the export thread took "first" and is now stuck exporting it
+    for i in range(10):
+        with span(f"s{i}"):
+            pass
+    elapsed = time.perf_counter() - t0 - 0.3
+    assert elapsed < 0.1  # ending spans never waited for the exporter
+    assert tracing.dropped() == {"stuck": 6} and sum(n for _, n in drops) == 6  # 4 fit in the queue
+    exporter.release.set()
+    assert tracing.force_flush(5)
+    assert exporter.spans == ["first", "s0", "s1", "s2", "s3"]
+    tracing.shutdown(1)
+
+
+def test_span_without_a_tracer_is_a_no_op() -> None:
+    use_tracer(None)
+    with span("nothing", a=1) as s:
+        assert not s.is_recording()
