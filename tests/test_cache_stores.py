@@ -63,7 +63,6 @@ class TestRedisCacheStore(CacheStoreSuite):
             a.close()
             b.close()
 
-
     def test_two_processes_see_each_others_vectors(self) -> None:
         import numpy as np
 

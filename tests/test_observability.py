@@ -106,7 +106,7 @@ async def test_a_slow_or_dead_otlp_endpoint_does_not_slow_requests(
 ) -> None:
     url = slow_collector if endpoint == "slow" else closed_port_url()
     baseline_c = Container(settings_with(tmp_path / "base"))  # the local store only, no OTLP
-    c = Container(settings_with(tmp_path, otlp_endpoint=url, otlp_timeout_s=5, export_queue_size=256))
+    c = Container(settings_with(tmp_path, otlp_endpoint=url, otlp_timeout_s=5, export_queue_size=64))
     try:
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(app=create_app(baseline_c)), base_url="http://gw"
@@ -119,7 +119,7 @@ async def test_a_slow_or_dead_otlp_endpoint_does_not_slow_requests(
             traced = await _latencies(cl, 150)
             total = time.perf_counter() - t0
         o = obs(c)
-        # 150 requests x 4 spans into a queue of 256 that a 2 s (or refused, retried) export drains: drops.
+        # 150 requests x 2 spans into a buffer of 64 that a 2 s (or refused, retried) export drains: drops.
         dropped = o.tracing.dropped()
         assert dropped["otlp"] > 0
         assert dropped["local"] == 0  # the local store has its own queue and is not held up
@@ -367,14 +367,16 @@ def test_a_full_queue_drops_and_counts_without_blocking() -> None:
     drops: list[tuple[str, int]] = []
     tracing = Tracing("t", {"stuck": exporter}, queue_size=4, on_drop=lambda name, n: drops.append((name, n)))
     tracing.activate()
-    t0 = time.perf_counter()
     with span("first"):
         pass
-    time.sleep(0.3)  # the export thread took "first" and is now stuck exporting it
+    processor = tracing.processors["stuck"]
+    while not processor._exporting:  # wait until the export thread took "first" and is stuck on it
+        time.sleep(0.01)
+    t0 = time.perf_counter()
     for i in range(10):
         with span(f"s{i}"):
             pass
-    elapsed = time.perf_counter() - t0 - 0.3
+    elapsed = time.perf_counter() - t0
     assert elapsed < 0.1  # ending spans never waited for the exporter
     assert tracing.dropped() == {"stuck": 6} and sum(n for _, n in drops) == 6  # 4 fit in the queue
     exporter.release.set()
