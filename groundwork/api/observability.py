@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import time
+from typing import Any
 
 import orjson
 from fastapi import APIRouter, FastAPI, Request
@@ -43,6 +44,7 @@ class ObservabilityMiddleware:
         self.app = app
         self.obs = observability
         self.cache_enabled = cache_enabled
+        self._cache: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -61,7 +63,7 @@ class ObservabilityMiddleware:
             return
         await self._traced(scope, receive, send, outcome)
 
-    async def _plain(self, scope: Scope, receive: Receive, send: Send, outcome: object) -> None:
+    async def _plain(self, scope: Scope, receive: Receive, send: Send, outcome: Any) -> None:
         async def send_with_cache(message: Message) -> None:
             if message["type"] == "http.response.start" and outcome is not None:
                 status = getattr(outcome, "status", "bypass")
@@ -71,7 +73,18 @@ class ObservabilityMiddleware:
 
         await self.app(scope, receive, send_with_cache)
 
-    async def _traced(self, scope: Scope, receive: Receive, send: Send, outcome: object) -> None:
+    def _series(self, method: str, route: str, status: int) -> tuple[Any, Any]:
+        """The request counter and latency histogram of one label set (looked up once, then reused)."""
+        key = (method, route, status)
+        series = self._cache.get(key)
+        if series is None:
+            assert self.obs is not None
+            m = self.obs.metrics
+            labels = (method, route, str(status))
+            series = self._cache[key] = (m.requests.labels(*labels), m.request_latency.labels(*labels))
+        return series
+
+    async def _traced(self, scope: Scope, receive: Receive, send: Send, outcome: Any) -> None:
         assert self.obs is not None
         metrics = self.obs.metrics
         tracer = self.obs.tracing.tracer
@@ -81,11 +94,7 @@ class ObservabilityMiddleware:
         started = time.perf_counter()
         metrics.in_flight.inc()
         with tracer.start_as_current_span(
-            f"{method} {scope['path']}",
-            kind=SpanKind.SERVER,
-            attributes={"http.request.method": method, "url.path": scope["path"]},
-            record_exception=False,
-            set_status_on_exception=False,
+            method, kind=SpanKind.SERVER, record_exception=False, set_status_on_exception=False
         ) as root:
             trace_id = current_trace_id()
 
@@ -96,9 +105,8 @@ class ObservabilityMiddleware:
                     headers = list(message.get("headers", ()))
                     if trace_id and not any(k == TRACE_HEADER for k, _ in headers):
                         headers.append((TRACE_HEADER, trace_id.encode()))
-                    cache_status = getattr(outcome, "status", "bypass")
-                    if cache_status != "bypass":
-                        headers.append((CACHE_HEADER, cache_status.encode()))
+                    if outcome is not None and outcome.status != "bypass":
+                        headers.append((CACHE_HEADER, outcome.status.encode()))
                     message["headers"] = headers
                 await send(message)
 
@@ -107,22 +115,32 @@ class ObservabilityMiddleware:
             finally:
                 metrics.in_flight.dec()
                 route = getattr(scope.get("route"), "path", None) or "unmatched"
-                status = str(status_code)
-                metrics.requests.labels(method, route, status).inc()
-                metrics.request_latency.labels(method, route, status).observe(time.perf_counter() - started)
+                requests, latency = self._series(method, route, status_code)
+                requests.inc()
+                latency.observe(time.perf_counter() - started)
                 if root.is_recording():
-                    root.update_name(f"{method} {route}")
-                    root.set_attribute("http.route", route)
-                    root.set_attribute("http.response.status_code", status_code)
-                    root.set_attribute("groundwork.request_id", str(scope.get(REQUEST_ID_KEY, "")))
-                    root.set_attribute("groundwork.principal", principal_of(Request(scope)).name)
-                    if getattr(outcome, "status", "bypass") != "bypass":
-                        root.set_attribute("cache.result", str(getattr(outcome, "status", "")))
-                    if status_code >= 500:
-                        root.set_status(Status(StatusCode.ERROR))
-                category = (getattr(root, "attributes", None) or {}).get("error.category")
-                if category:
-                    metrics.errors.labels(str(category)).inc()
+                    self._annotate(root, scope, route, status_code, outcome)
+
+    def _annotate(self, root: Any, scope: Scope, route: str, status_code: int, outcome: Any) -> None:
+        """The request span's name and attributes, set once at its end; errors counted by category."""
+        root.update_name(f"{scope['method']} {route}")
+        attributes = {
+            "http.request.method": scope["method"],
+            "url.path": scope["path"],
+            "http.route": route,
+            "http.response.status_code": status_code,
+            "groundwork.request_id": str(scope.get(REQUEST_ID_KEY, "")),
+            "groundwork.principal": principal_of(Request(scope)).name,
+        }
+        if outcome is not None and outcome.status != "bypass":
+            attributes["cache.result"] = outcome.status
+        root.set_attributes(attributes)
+        if status_code >= 500:
+            root.set_status(Status(StatusCode.ERROR))
+        category = (getattr(root, "attributes", None) or {}).get("error.category")
+        if category:
+            assert self.obs is not None
+            self.obs.metrics.errors.labels(str(category)).inc()
 
 
 class FeedbackRequest(BaseModel):

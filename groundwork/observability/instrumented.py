@@ -26,6 +26,12 @@ class InstrumentedModel(ChatModel):
         self.inner = inner
         self.metrics = metrics
         self.name = inner.name
+        # label lookups done once: they cost more than the increments on this hot path
+        self._latency = {o: metrics.model_latency.labels(self.name, o) for o in ("ok", "error")}
+        self._tokens_in = metrics.tokens.labels(self.name, "in")
+        self._tokens_out = metrics.tokens.labels(self.name, "out")
+        self._cost = metrics.cost.labels(self.name)
+        self._ttft = metrics.ttft.labels(self.name)
 
     def _usage(self, s: Span, usage: Usage) -> None:
         if s.is_recording():
@@ -36,11 +42,10 @@ class InstrumentedModel(ChatModel):
                     "groundwork.cost": usage.cost,
                 }
             )
-        m = self.metrics
-        m.tokens.labels(self.name, "in").inc(usage.prompt_tokens)
-        m.tokens.labels(self.name, "out").inc(usage.completion_tokens)
+        self._tokens_in.inc(usage.prompt_tokens)
+        self._tokens_out.inc(usage.completion_tokens)
         if usage.cost:
-            m.cost.labels(self.name).inc(usage.cost)
+            self._cost.inc(usage.cost)
 
     async def generate(
         self, messages: Sequence[Message], options: GenerationOptions | None = None
@@ -52,7 +57,7 @@ class InstrumentedModel(ChatModel):
             completion = await self.inner.generate(messages, options)
             outcome = "ok"
         finally:
-            self.metrics.model_latency.labels(self.name, outcome).observe(time.perf_counter() - started)
+            self._latency[outcome].observe(time.perf_counter() - started)
         if s.is_recording():
             s.set_attributes(
                 {
@@ -77,7 +82,7 @@ class InstrumentedModel(ChatModel):
             async for chunk in self.inner.stream(messages, options):
                 if first is None and chunk.delta:
                     first = time.perf_counter() - started
-                    self.metrics.ttft.labels(self.name).observe(first)
+                    self._ttft.observe(first)
                     s.set_attribute("groundwork.time_to_first_token_ms", round(first * 1000, 3))
                 if chunk.usage is not None:
                     self._usage(s, chunk.usage)
@@ -89,7 +94,7 @@ class InstrumentedModel(ChatModel):
             record_error(s, exc)
             raise
         finally:
-            self.metrics.model_latency.labels(self.name, outcome).observe(time.perf_counter() - started)
+            self._latency[outcome].observe(time.perf_counter() - started)
 
     async def aclose(self) -> None:
         await self.inner.aclose()
