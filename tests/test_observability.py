@@ -389,3 +389,23 @@ def test_span_without_a_tracer_is_a_no_op() -> None:
     use_tracer(None)
     with span("nothing", a=1) as s:
         assert not s.is_recording()
+
+
+async def test_unsampled_requests_are_counted_but_not_traced(tmp_path: Path) -> None:
+    c = Container(settings_with(tmp_path, sample_ratio=0.0))
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=create_app(c)), base_url="http://gw"
+        ) as cl:
+            r = await cl.post("/v1/chat/completions", json=CHAT)
+        assert r.status_code == 200 and "x-trace-id" not in r.headers
+        o = obs(c)
+        assert o.tracing.force_flush(5) and o.trace_store is not None
+        assert o.trace_store.recent(10) == []
+        text = o.metrics.render().decode()
+        assert (
+            'groundwork_http_requests_total{method="POST",route="/v1/chat/completions",status="200"} 1.0'
+            in text
+        )
+    finally:
+        c.close()

@@ -10,6 +10,7 @@ its principal (resolved when the cache first needs it, so after authentication),
 
 from __future__ import annotations
 
+import random
 import re
 import time
 from typing import Any
@@ -87,7 +88,13 @@ class ObservabilityMiddleware:
     async def _traced(self, scope: Scope, receive: Receive, send: Send, outcome: Any) -> None:
         assert self.obs is not None
         metrics = self.obs.metrics
-        tracer = self.obs.tracing.tracer
+        tracing = self.obs.tracing
+        ratio = tracing.sample_ratio
+        if ratio < 1.0 and (ratio <= 0.0 or random.random() >= ratio):
+            use_tracer(None)  # not sampled: no span at all, the cheapest way through
+            await self._measured(scope, receive, send, outcome)
+            return
+        tracer = tracing.tracer
         use_tracer(tracer)
         method = scope["method"]
         status_code = 500
@@ -120,6 +127,34 @@ class ObservabilityMiddleware:
                 latency.observe(time.perf_counter() - started)
                 if root.is_recording():
                     self._annotate(root, scope, route, status_code, outcome)
+
+    async def _measured(self, scope: Scope, receive: Receive, send: Send, outcome: Any) -> None:
+        """An untraced request: metrics and the cache header only."""
+        assert self.obs is not None
+        status_code = 500
+
+        async def send_measured(message: Message) -> None:
+            nonlocal status_code
+            if message["type"] == "http.response.start":
+                status_code = message["status"]
+                if outcome is not None and outcome.status != "bypass":
+                    message["headers"] = [
+                        *message.get("headers", ()),
+                        (CACHE_HEADER, outcome.status.encode()),
+                    ]
+            await send(message)
+
+        started = time.perf_counter()
+        in_flight = self.obs.metrics.in_flight
+        in_flight.inc()
+        try:
+            await self.app(scope, receive, send_measured)
+        finally:
+            in_flight.dec()
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            requests, latency = self._series(scope["method"], route, status_code)
+            requests.inc()
+            latency.observe(time.perf_counter() - started)
 
     def _annotate(self, root: Any, scope: Scope, route: str, status_code: int, outcome: Any) -> None:
         """The request span's name and attributes, set once at its end; errors counted by category."""

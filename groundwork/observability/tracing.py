@@ -69,6 +69,10 @@ def span(name: str, **attrs: Any) -> Iterator[Span]:
     if tracer is None:
         yield trace.INVALID_SPAN
         return
+    current = trace.get_current_span()
+    if current.get_span_context().is_valid and not current.is_recording():
+        yield current  # an unsampled trace: its steps are not recorded either, and cost nothing
+        return
     with tracer.start_as_current_span(
         name, attributes=clean_attributes(attrs), record_exception=False, set_status_on_exception=False
     ) as s:
@@ -114,6 +118,7 @@ class Tracing:
             self.processors[name] = processor
             self.provider.add_span_processor(processor)
         self.tracer = self.provider.get_tracer("groundwork")
+        self.sample_ratio = sample_ratio
 
     def activate(self) -> None:
         """Make this tracer the active one in the current context."""
