@@ -147,7 +147,11 @@ class Container:
     def observability(self) -> Observability | None:
         """Metrics, tracing and the trace store (``None`` when ``observability.enabled`` is off)."""
         o = self.settings.observability
-        return Observability(o, self.data_dir) if o.enabled else None
+        if not o.enabled:
+            return None
+        observability = Observability(o, self.data_dir)
+        observability.metrics.callbacks.connections = self.http.open_connections
+        return observability
 
     @cached_property
     def cache(self) -> ResponseCache | None:

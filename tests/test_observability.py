@@ -213,6 +213,7 @@ async def test_metrics_endpoint(client: httpx.AsyncClient) -> None:
         "groundwork_http_requests_in_flight",
         'groundwork_queue_size{queue="spans_local"}',
         "process_resident_memory_bytes",
+        "groundwork_upstream_connections_open",
         "process_cpu_seconds_total",
     ]:
         assert name in text, name
