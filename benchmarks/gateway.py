@@ -388,14 +388,21 @@ def _clean_env() -> dict[str, str]:
 
 
 def start_groundwork(
-    procs: Processes, binary: str, work: Path, upstream: int, cpu: str | None, observability: bool = True
+    procs: Processes,
+    binary: str,
+    work: Path,
+    upstream: int,
+    cpu: str | None,
+    observability: bool = True,
+    sample_ratio: float = 1.0,
+    name: str | None = None,
 ) -> Target:
     port = free_port()
-    name = "groundwork" if observability else "groundwork-obs-off"
+    name = name or ("groundwork" if observability else "groundwork-obs-off")
     config = work / f"{name}.yaml"
     config.write_text(
         f"data_dir: {work / name}\n"
-        f"observability: {{enabled: {str(observability).lower()}}}\n"
+        f"observability: {{enabled: {str(observability).lower()}, sample_ratio: {sample_ratio}}}\n"
         "embeddings: {provider: fake}\n"
         "models:\n"
         "  default_group: bench\n"
@@ -838,6 +845,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default="on",
         help="Groundwork with tracing and metrics on (the default config), off, or both side by side",
     )
+    parser.add_argument(
+        "--sample-ratio", type=float, default=1.0, help="observability.sample_ratio of Groundwork (default 1)"
+    )
     parser.add_argument("--litellm", default="/work/litellm-venv/bin/litellm", help="LiteLLM's script")
     parser.add_argument("--groundwork", default=str(ROOT / ".venv" / "bin" / "groundwork"))
     parser.add_argument("--python", default=sys.executable, help="Python for the fake upstream")
@@ -878,7 +888,9 @@ def run(args: argparse.Namespace) -> str:
             measure(upstream, upstream.port, args, points, samples)
             variants = {"on": [True], "off": [False], "both": [False, True]}[args.observability]
             for observability in variants if not args.skip_groundwork else []:
-                gw = start_groundwork(procs, args.groundwork, work, upstream.port, gateway_cpu, observability)
+                gw = start_groundwork(
+                    procs, args.groundwork, work, upstream.port, gateway_cpu, observability, args.sample_ratio
+                )
                 measure(gw, upstream.port, args, points, samples)
                 if args.py_spy and observability:
                     profile = profile_groundwork(gw, args)
