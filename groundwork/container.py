@@ -159,7 +159,7 @@ class Container:
         c = self.settings.cache
         if not c.enabled:
             return None
-        embedder = CachedEmbedder(self.embedder) if c.semantic else None
+        embedder = self.query_embedder if c.semantic else None
         events = self.observability.metrics if self.observability else None
         try:
             store = CACHE_BACKENDS[c.backend](self.settings)
@@ -203,8 +203,14 @@ class Container:
         return Ingestor(self.documents, self.vectors, self.embedder, self.settings.chunking)
 
     @cached_property
+    def query_embedder(self) -> EmbeddingModel:
+        """The embedder of questions: with the cache on, one LRU shared by the semantic cache and
+        retrieval, so a question is embedded once for both."""
+        return CachedEmbedder(self.embedder) if self.settings.cache.enabled else self.embedder
+
+    @cached_property
     def retriever(self) -> Retriever:
-        return Retriever(self.documents, self.vectors, self.embedder, self.settings.retrieval)
+        return Retriever(self.documents, self.vectors, self.query_embedder, self.settings.retrieval)
 
     @cached_property
     def answerer(self) -> Answerer:

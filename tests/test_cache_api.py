@@ -12,7 +12,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from groundwork.api import create_app
 from groundwork.container import Container
-from groundwork.models.fake import FakeChatModel
+from groundwork.models.fake import FakeChatModel, FakeEmbedder
 from groundwork.types import Principal
 from tests.conftest import fake_settings
 
@@ -130,6 +130,14 @@ async def test_changed_collection_invalidates_cached_answers(
     assert (r1.headers["x-groundwork-cache"], r2.headers["x-groundwork-cache"]) == ("miss", "hit")
     assert r2.json()["answer"] == r1.json()["answer"] and "25 days" in r1.json()["answer"]
     assert r2.json()["trace_id"] != r1.json()["trace_id"]  # a hit is still its own request and trace
+
+    assert container.query_embedder is container.retriever.embedder  # one LRU for cache and retrieval
+    embedder = container.embedder
+    assert isinstance(embedder, FakeEmbedder)
+    before = embedder.texts_embedded
+    r = await client.post("/v1/answers", json={**body, "question": "How much paid leave do employees get?"})
+    # the question once (the answer cache and retrieval share it), and the grounded prompt (model cache)
+    assert embedder.texts_embedded - before == 2, r.json()
 
     doc.write_text("# Leave\n\nEmployees get 30 days of paid leave a year.\n")
     container.ingestor.ingest_paths([doc])
