@@ -24,7 +24,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from groundwork.api.context import principal_of
-from groundwork.api.errors import REQUEST_ID_KEY
+from groundwork.api.errors import REQUEST_ID_KEY, RequestValidationFailed
 from groundwork.api.routing import raw_router
 from groundwork.api.schemas import openapi_body, parse_body
 from groundwork.api.state import ApiState
@@ -231,8 +231,6 @@ def observability_router(state: ApiState) -> APIRouter:
         body = parse_body(FeedbackRequest, await request.body())
         trace_id = body.trace_id.lower()
         if not _TRACE_ID.match(trace_id):
-            from groundwork.api.errors import RequestValidationFailed
-
             raise RequestValidationFailed(
                 "trace_id: must be 32 hex digits (the x-trace-id header)", param="trace_id"
             )

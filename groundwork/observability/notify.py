@@ -59,7 +59,8 @@ class WebhookHandler(logging.Handler):
         on_outcome: Callable[[str], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        super().__init__(logging.ERROR)
+        # WARNING, not ERROR: the API logs a failed request at warning level with the error's severity
+        super().__init__(logging.WARNING)
         self.url = url
         self.service = service
         self.limiter = NotificationLimiter(min_interval_s)
