@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/gateway.py                      # everything, 8 s a point (~6 minutes)
     .venv/bin/python benchmarks/gateway.py --skip-litellm --duration 3      # quick run
     .venv/bin/python benchmarks/gateway.py --py-spy /work/litellm-venv/bin/py-spy   # + profile Groundwork
+    .venv/bin/python benchmarks/gateway.py --skip-litellm --observability both   # tracing+metrics on vs off
 
 Needs ``wrk`` (Debian: ``apt-get install -y wrk``) and, unless ``--skip-litellm``, LiteLLM's proxy in its
 own venv, never in the project's (``python3 -m venv /work/litellm-venv && /work/litellm-venv/bin/pip
@@ -15,6 +16,9 @@ One run, on this machine, everything on 127.0.0.1, against the same fast fake up
 * **direct**: wrk against the upstream itself;
 * **groundwork**: ``groundwork serve --config <tmp>/groundwork.yaml`` with one model group ``bench``
   (``provider: openai``, ``base_url`` = the upstream) and the fake embedder;
+* **groundwork-obs-off** (with ``--observability off|both``): the same with ``observability: {enabled:
+  false}`` (no tracing, no metrics); ``groundwork`` then has them on (the default: every request traced,
+  spans exported to the local trace store). ``both`` measures off then on and adds a table of the cost;
 * **litellm**: ``litellm --config <tmp>/litellm.yaml`` (``model: openai/bench``, ``api_base`` = the upstream,
   one worker, its defaults), with ``LITELLM_LOCAL_MODEL_COST_MAP=True`` and a random master key.
 
@@ -383,11 +387,22 @@ def _clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("GROUNDWORK_")}
 
 
-def start_groundwork(procs: Processes, binary: str, work: Path, upstream: int, cpu: str | None) -> Target:
+def start_groundwork(
+    procs: Processes,
+    binary: str,
+    work: Path,
+    upstream: int,
+    cpu: str | None,
+    observability: bool = True,
+    sample_ratio: float = 1.0,
+    name: str | None = None,
+) -> Target:
     port = free_port()
-    config = work / "groundwork.yaml"
+    name = name or ("groundwork" if observability else "groundwork-obs-off")
+    config = work / f"{name}.yaml"
     config.write_text(
-        f"data_dir: {work / 'data'}\n"
+        f"data_dir: {work / name}\n"
+        f"observability: {{enabled: {str(observability).lower()}, sample_ratio: {sample_ratio}}}\n"
         "embeddings: {provider: fake}\n"
         # dev mode, as measured before API keys existed (issue 6): keys and guards add ~0.1 ms a request
         "security: {auth: false}\n"
@@ -397,10 +412,10 @@ def start_groundwork(procs: Processes, binary: str, work: Path, upstream: int, c
         f"    bench: [{{provider: openai, model: bench, base_url: 'http://{HOST}:{upstream}/v1'}}]\n"
     )
     argv = [binary, "serve", "--host", HOST, "--port", str(port), "--config", str(config)]
-    proc = procs.start("groundwork", argv, env=_clean_env(), cpu=cpu)
-    took = wait_ready(procs, "groundwork", proc, f"http://{HOST}:{port}/v1/models", timeout_s=120)
-    print(f"groundwork ready after {took:.1f}s (pid {proc.pid}, port {port})", file=sys.stderr)
-    return Target("groundwork", port, proc=proc)
+    proc = procs.start(name, argv, env=_clean_env(), cpu=cpu)
+    took = wait_ready(procs, name, proc, f"http://{HOST}:{port}/v1/models", timeout_s=120)
+    print(f"{name} ready after {took:.1f}s (pid {proc.pid}, port {port})", file=sys.stderr)
+    return Target(name, port, proc=proc)
 
 
 def start_litellm(procs: Processes, binary: str, work: Path, upstream: int, cpu: str | None) -> Target:
@@ -660,7 +675,7 @@ def results_table(points: Sequence[Point], concurrency: Sequence[int]) -> list[s
         "| target | mode | c | req/s | p50 ms | p99 ms | added p50 ms | added p99 ms | errors |",
         "|---|---|---:|---:|---:|---:|---:|---:|---|",
     ]
-    for target in ("direct", "groundwork", "litellm"):
+    for target in ("direct", "groundwork-obs-off", "groundwork", "litellm"):
         for mode in MODES:
             for c in concurrency:
                 p = _find(points, target, mode, c)
@@ -685,6 +700,24 @@ def ratio_table(points: Sequence[Point], concurrency: Sequence[int]) -> list[str
             gw, d, ll = (_find(points, t, mode, c) for t in ("groundwork", "direct", "litellm"))
             lines.append(f"| {mode} | {c} | {_ratio(gw, d)} | {_ratio(gw, ll)} | {_ratio(ll, d)} |")
     return lines
+
+
+def observability_table(points: Sequence[Point], concurrency: Sequence[int]) -> list[str]:
+    """Throughput with tracing and metrics on vs off (``--observability both``); empty otherwise."""
+    lines = [
+        "| mode | c | obs off req/s | obs on req/s | on / off | cost |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for mode in MODES:
+        for c in concurrency:
+            on, off = _find(points, "groundwork", mode, c), _find(points, "groundwork-obs-off", mode, c)
+            if on is None or off is None or off.rps <= 0:
+                continue
+            ratio = on.rps / off.rps
+            lines.append(
+                f"| {mode} | {c} | {off.rps:,.1f} | {on.rps:,.1f} | {ratio:.3f} | {(1 - ratio) * 100:.1f}% |"
+            )
+    return lines if len(lines) > 2 else []
 
 
 def verdicts(points: Sequence[Point], concurrency: Sequence[int]) -> list[str]:
@@ -777,6 +810,8 @@ def report(
         "",
         *ratio_table(points, args.concurrency),
         "",
+        *observability_table(points, args.concurrency),
+        "",
         *verdicts(points, args.concurrency),
         "",
         f"Sequential checks ({args.samples} requests per mode, `http.client`, before the load):",
@@ -806,6 +841,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--samples", type=int, default=200, help="sequential checked requests per mode")
     parser.add_argument("--skip-litellm", action="store_true", help="measure direct and Groundwork only")
     parser.add_argument("--skip-groundwork", action="store_true", help="measure direct and LiteLLM only")
+    parser.add_argument(
+        "--observability",
+        choices=["on", "off", "both"],
+        default="on",
+        help="Groundwork with tracing and metrics on (the default config), off, or both side by side",
+    )
+    parser.add_argument(
+        "--sample-ratio", type=float, default=1.0, help="observability.sample_ratio of Groundwork (default 1)"
+    )
     parser.add_argument("--litellm", default="/work/litellm-venv/bin/litellm", help="LiteLLM's script")
     parser.add_argument("--groundwork", default=str(ROOT / ".venv" / "bin" / "groundwork"))
     parser.add_argument("--python", default=sys.executable, help="Python for the fake upstream")
@@ -844,14 +888,17 @@ def run(args: argparse.Namespace) -> str:
             gateway_cpu = "1" if args.pin else None
             print(f"upstream on port {upstream.port}; logs in {work}", file=sys.stderr)
             measure(upstream, upstream.port, args, points, samples)
-            if not args.skip_groundwork:
-                gw = start_groundwork(procs, args.groundwork, work, upstream.port, gateway_cpu)
+            variants = {"on": [True], "off": [False], "both": [False, True]}[args.observability]
+            for observability in variants if not args.skip_groundwork else []:
+                gw = start_groundwork(
+                    procs, args.groundwork, work, upstream.port, gateway_cpu, observability, args.sample_ratio
+                )
                 measure(gw, upstream.port, args, points, samples)
-                if args.py_spy:
+                if args.py_spy and observability:
                     profile = profile_groundwork(gw, args)
                 assert gw.proc is not None
                 procs.stop(gw.proc)
-                loads["after groundwork"] = _loadavg()
+                loads[f"after {gw.name}"] = _loadavg()
             if not args.skip_litellm:
                 ll = start_litellm(procs, args.litellm, work, upstream.port, gateway_cpu)
                 measure(ll, upstream.port, args, points, samples)

@@ -244,6 +244,24 @@ class PromptsSettings(_Section):
 class CacheSettings(_Section):
     """The response cache (exact and semantic), scoped by permission."""
 
+    enabled: bool = Field(
+        default=False,
+        description="Off unless configured; `groundwork init` writes a config that turns it on.",
+    )
+    backend: Literal["sqlite", "redis"] = Field(
+        default="sqlite", description="sqlite: <data_dir>/cache.sqlite3; redis: the top-level redis_url."
+    )
+    ttl_s: float = Field(default=3600.0, gt=0, description="Seconds an entry lives.")
+    max_entries: int = Field(default=10_000, ge=1, description="Least recently used entries go first.")
+    semantic: bool = Field(default=True, description="Also answer paraphrases (embedding similarity).")
+    semantic_threshold: float = Field(default=0.92, ge=0, le=1, description="Cosine similarity for a hit.")
+    semantic_max_chars: int = Field(
+        default=1000,
+        ge=1,
+        description="Longer queries are matched exactly only (the embedder reads 256 tokens).",
+    )
+    key_prefix: str = Field(default="gw:cache:", min_length=1, description="Prefix of Redis keys.")
+
 
 class RateLimitSettings(_Section):
     """Default limits of one API key (a key may carry its own); ``None``: no limit."""
@@ -297,6 +315,25 @@ class SecuritySettings(_Section):
 
 class ObservabilitySettings(_Section):
     """Tracing, metrics, logs and notifications."""
+
+    enabled: bool = Field(default=True, description="Tracing and metrics; off: no spans, no /metrics data.")
+    service_name: str = "groundwork"
+    sample_ratio: float = Field(default=1.0, ge=0, le=1, description="Share of requests traced.")
+    otlp_endpoint: str | None = Field(
+        default=None, description="OTLP/HTTP traces endpoint, e.g. http://127.0.0.1:4318/v1/traces."
+    )
+    otlp_timeout_s: float = Field(default=5.0, gt=0)
+    export_queue_size: int = Field(
+        default=4096, ge=1, description="Spans waiting per exporter; beyond it spans are dropped and counted."
+    )
+    trace_store: bool = Field(default=True, description="Keep recent traces in <data_dir>/traces.sqlite3.")
+    trace_retention: int = Field(default=20_000, ge=1, description="Traces kept in the local store.")
+    log_format: Literal["json", "text"] = "json"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    webhook_url: str | None = Field(default=None, description="POSTed a JSON message on critical errors.")
+    webhook_min_interval_s: float = Field(
+        default=60.0, ge=0, description="At most one notification per error type in this many seconds."
+    )
 
 
 class Settings(BaseSettings):
@@ -525,4 +562,26 @@ answer:
 #     retrieved_injection: drop   # drop | quote | log | off: retrieved chunks that carry instructions
 #     output_pii: log
 #     output_prompt_leak: block   # an answer that repeats the system prompt is withheld
+# cache:                  # responses and grounded answers, scoped by the caller's permissions
+#   enabled: false        # true to turn the cache on
+#   backend: sqlite       # sqlite (<data_dir>/cache.sqlite3) | redis (redis_url)
+#   ttl_s: 3600
+#   max_entries: 10000    # least recently used entries are evicted first
+#   semantic: true        # paraphrases hit too, guarded against negation, numbers and names
+#   semantic_threshold: 0.92
+#   semantic_max_chars: 1000
+#   key_prefix: "gw:cache:"
+
+# observability:
+#   enabled: true         # tracing and Prometheus metrics (GET /metrics)
+#   sample_ratio: 1.0     # share of requests traced
+#   otlp_endpoint: null   # e.g. http://127.0.0.1:4318/v1/traces (OTLP/HTTP)
+#   otlp_timeout_s: 5
+#   export_queue_size: 4096   # per exporter; spans beyond it are dropped and counted
+#   trace_store: true     # recent traces in <data_dir>/traces.sqlite3 (`groundwork traces list`)
+#   trace_retention: 20000
+#   log_format: json      # json | text
+#   log_level: INFO
+#   webhook_url: null     # POSTed on critical errors
+#   webhook_min_interval_s: 60
 """

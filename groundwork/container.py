@@ -6,6 +6,7 @@ lists documents never loads a model. Providers are chosen through the registries
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from collections.abc import Callable, Sequence
@@ -13,7 +14,10 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+from groundwork.cache import CachedAnswerer, CachedEmbedder, CachedModel, ResponseCache
+from groundwork.cache.store import CacheStore
 from groundwork.config import Deployment, Settings
+from groundwork.errors import GroundworkError
 from groundwork.evals.assertions import Evaluator
 from groundwork.evals.judge import LLMJudge
 from groundwork.evals.targets import EvalDeps
@@ -22,6 +26,7 @@ from groundwork.gateway.health_state import HealthState, MemoryHealthState
 from groundwork.models.base import ChatModel, EmbeddingModel
 from groundwork.models.fake import FakeChatModel, FakeEmbedder
 from groundwork.models.http import SharedSession
+from groundwork.observability import InstrumentedModel, Observability
 from groundwork.prompts.builtin import BUILTIN_PROMPTS, EVAL_JUDGE
 from groundwork.prompts.registry import PromptRegistry
 from groundwork.prompts.sqlite_store import SQLitePromptStore
@@ -37,6 +42,8 @@ from groundwork.stores.faiss_index import FaissVectorStore
 from groundwork.stores.protocols import DocumentStore, VectorStore
 from groundwork.stores.sqlite import SQLiteDocumentStore
 from groundwork.types import Message
+
+logger = logging.getLogger("groundwork.container")
 
 
 def _fake_rag_responder(messages: Sequence[Message]) -> str:
@@ -165,6 +172,21 @@ COUNTER_BACKENDS: dict[str, Callable[[Settings], CounterStore]] = {
 """``security.rate_limits.backend`` -> factory of the rate limiter's counter store."""
 
 
+def _sqlite_cache(s: Settings) -> CacheStore:
+    from groundwork.cache.sqlite import SQLiteCacheStore
+
+    return SQLiteCacheStore(s.data_dir / "cache.sqlite3", s.cache.max_entries)
+
+
+def _redis_cache(s: Settings) -> CacheStore:
+    from groundwork.cache.redis import RedisCacheStore
+
+    return RedisCacheStore(s.redis_url, s.cache.key_prefix, s.cache.max_entries)
+
+
+CACHE_BACKENDS: dict[str, Callable[[Settings], CacheStore]] = {"sqlite": _sqlite_cache, "redis": _redis_cache}
+
+
 class Container:
     """Holds the application's parts for one data dir. Close it when done."""
 
@@ -215,14 +237,45 @@ class Container:
             ]
             for name, deployments in self.settings.models.groups.items()
         }
-        return Router(groups, r)
+        return Router(groups, r, listener=self.observability.metrics if self.observability else None)
+
+    @cached_property
+    def observability(self) -> Observability | None:
+        """Metrics, tracing and the trace store (``None`` when ``observability.enabled`` is off)."""
+        o = self.settings.observability
+        if not o.enabled:
+            return None
+        observability = Observability(o, self.data_dir)
+        observability.metrics.callbacks.connections = self.http.open_connections
+        return observability
+
+    @cached_property
+    def cache(self) -> ResponseCache | None:
+        """The response cache (``None`` when ``cache.enabled`` is off)."""
+        c = self.settings.cache
+        if not c.enabled:
+            return None
+        embedder = self.query_embedder if c.semantic else None
+        events = self.observability.metrics if self.observability else None
+        try:
+            store = CACHE_BACKENDS[c.backend](self.settings)
+        except (OSError, GroundworkError) as exc:  # serve without the cache; /readyz reports it
+            logger.error("the response cache cannot be opened, serving without it: %s", exc)
+            return None
+        return ResponseCache(store, c, embedder, events)
 
     def chat_model_for(self, group: str | None = None) -> ChatModel:
-        """The chat model of a model group (default: ``models.default_group``), behind the router.
+        """The chat model of a model group (default: ``models.default_group``):
+        ``Instrumented(Cached(Router))``, each layer present when configured.
 
         Raises :class:`~groundwork.errors.NotFoundError` for a group that is not configured.
         """
-        return self.router.model(group or self.settings.models.default_group)
+        model: ChatModel = self.router.model(group or self.settings.models.default_group)
+        if self.cache is not None:
+            model = CachedModel(model, self.cache)
+        if self.observability is not None:
+            model = InstrumentedModel(model, self.observability.metrics)
+        return model
 
     @cached_property
     def chat_model(self) -> ChatModel:
@@ -249,12 +302,18 @@ class Container:
         )
 
     @cached_property
+    def query_embedder(self) -> EmbeddingModel:
+        """The embedder of questions: with the cache on, one LRU shared by the semantic cache and
+        retrieval, so a question is embedded once for both."""
+        return CachedEmbedder(self.embedder) if self.settings.cache.enabled else self.embedder
+
+    @cached_property
     def retriever(self) -> Retriever:
-        return Retriever(self.documents, self.vectors, self.embedder, self.settings.retrieval)
+        return Retriever(self.documents, self.vectors, self.query_embedder, self.settings.retrieval)
 
     @cached_property
     def answerer(self) -> Answerer:
-        return Answerer(
+        answerer = Answerer(
             self.retriever,
             self.chat_model,
             self.embedder,
@@ -264,6 +323,7 @@ class Container:
             prompt_ref=self.settings.prompts.answer_prompt,
             screen=lambda chunks: self.guards.screen_chunks(chunks)[0],
         )
+        return answerer if self.cache is None else CachedAnswerer.wrap(answerer, self.cache)
 
     @cached_property
     def prompts(self) -> PromptRegistry:
@@ -318,6 +378,8 @@ class Container:
         """
         with self._build_lock:
             for part in (
+                "observability",
+                "cache",
                 "documents",
                 "vectors",
                 "ingestor",
@@ -349,3 +411,7 @@ class Container:
             self.prompts.close()
         if "security" in self.__dict__:
             self.security.close()
+        if self.__dict__.get("cache") is not None:
+            self.cache.close()  # type: ignore[union-attr]
+        if self.__dict__.get("observability") is not None:
+            self.observability.close()  # type: ignore[union-attr]

@@ -18,6 +18,7 @@ def _config(path: Path, dsn: str, redis_url: str | None) -> Path:
         "embeddings: {provider: fake}",
         "models: {default_group: fake, groups: {fake: [{provider: fake, model: fake}]}}",
         f"storage: {{backend: postgres, postgres: {{dsn: '{dsn}', pool_max: 4}}}}",
+        "security: {auth: false}",  # this test is about shared storage; keys across replicas: see below
     ]
     if redis_url is not None:
         lines += [f"redis_url: '{redis_url}'", "router: {health_state: redis}"]

@@ -20,6 +20,7 @@ from groundwork.api.chat import chat_router
 from groundwork.api.embeddings import embeddings_router
 from groundwork.api.errors import EXCEPTION_HANDLERS
 from groundwork.api.middleware import MAX_BODY_BYTES, MAX_UPLOAD_BYTES, GatewayMiddleware
+from groundwork.api.observability import install_observability
 from groundwork.api.prompts import prompts_router
 from groundwork.api.rag import rag_router
 from groundwork.api.schemas import openapi_components
@@ -57,6 +58,7 @@ def create_app(
     app.include_router(prompts_router(state))
     app.include_router(security_router(state))
     app.add_middleware(SecurityMiddleware, container=container)  # inside GatewayMiddleware (request ids)
+    install_observability(app, state)  # tracing, metrics, cache policy; inside the gateway middleware
     app.add_middleware(GatewayMiddleware, max_body_bytes=max_body_bytes, max_upload_bytes=max_upload_bytes)
 
     def openapi() -> dict[str, Any]:

@@ -22,3 +22,9 @@ def principal_of(request: Request) -> Principal:
     if not isinstance(principal, Principal):
         raise AuthError("the request carries no authenticated principal")
     return principal
+
+
+def principal_name(request: Request) -> str:
+    """The caller's name for logs and traces: ``anonymous`` before (or without) authentication."""
+    principal = getattr(request.state, "principal", None)
+    return principal.name if isinstance(principal, Principal) else "anonymous"

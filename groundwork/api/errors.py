@@ -20,11 +20,13 @@ from typing import Any
 import orjson
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
+from opentelemetry.trace import get_current_span
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from groundwork.errors import GroundworkError, InputError
+from groundwork.observability.tracing import record_error
 
 logger = logging.getLogger("groundwork.api")
 
@@ -101,7 +103,15 @@ def error_response(
     """The HTTP response of a :class:`GroundworkError` (status by category, ``Retry-After`` on 429)."""
     status = exc.http_status
     log = logger.warning if status >= 500 else logger.info
-    log("request %s failed: %s %s (%s)", request_id, exc.error_id, type(exc).__name__, exc.message)
+    log(
+        "request %s failed: %s %s (%s)",
+        request_id,
+        exc.error_id,
+        type(exc).__name__,
+        exc.message,
+        extra={"error_id": exc.error_id, "severity": str(exc.severity), "error_type": type(exc).__name__},
+    )
+    record_error(get_current_span(), exc)  # the request's span carries the error id and category
     headers: Mapping[str, str] | None = None
     if status == 429:  # a RateLimitError, or a router's aggregate whose last attempt was one
         retry_after = getattr(exc, "retry_after", None)
@@ -120,6 +130,7 @@ def internal_error(exc: BaseException, request_id: str = "") -> GroundworkError:
         type(exc).__name__,
         wrapped.error_id,
         exc_info=exc,
+        extra={"error_id": wrapped.error_id},
     )
     return wrapped
 

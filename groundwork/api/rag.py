@@ -58,6 +58,7 @@ from groundwork.api.schemas import (
 )
 from groundwork.api.state import ApiState
 from groundwork.errors import GroundworkError
+from groundwork.observability.tracing import current_trace_id
 from groundwork.rag.answer import Answer, Answerer
 from groundwork.rag.retrieval import Retrieval
 from groundwork.types import Message, ScoredChunk
@@ -68,8 +69,8 @@ _DONE = b"data: [DONE]\n\n"
 
 
 def new_trace_id() -> str:
-    """A trace id for one answer (a uuid4 hex until tracing provides its own)."""
-    return uuid.uuid4().hex
+    """The OpenTelemetry trace id of the running request (a uuid4 hex when nothing is traced)."""
+    return current_trace_id() or uuid.uuid4().hex
 
 
 def json_response(content: object, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:

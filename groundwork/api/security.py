@@ -88,7 +88,8 @@ def security_router(state: ApiState) -> APIRouter:
 
     @router.get("/v1/audit")
     async def audit_log(request: Request) -> Response:
-        """Audit records, newest first; query: ``since_s`` (seconds back), ``actor``, ``action``, ``limit``."""
+        """Audit records, newest first; query: ``since_s`` (seconds back), ``actor``, ``action``,
+        ``limit``."""
         limit = _int_param(request, "limit", 100, 1, 10_000)
         since_s = _int_param(request, "since_s", 0, 0, 10 * 365 * 86400)
         q = request.query_params

@@ -8,6 +8,7 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from groundwork.api.observability import readiness_problems
 from groundwork.api.routing import raw_router
 from groundwork.api.state import ApiState
 from groundwork.errors import GroundworkError
@@ -75,8 +76,9 @@ def system_router(state: ApiState) -> APIRouter:
 
     @router.get("/readyz", tags=["health"])
     async def readyz(_: Request) -> Response:
-        """The store opens and model groups are configured; 503 with reasons otherwise."""
+        """The store, the cache backend (Redis) and model groups are usable; 503 with reasons otherwise."""
         reasons = _model_problems(state) + await asyncio.to_thread(_store_problems, state)
+        reasons += await asyncio.to_thread(readiness_problems, state)  # cache (Redis), trace store
         if reasons:
             return _json(orjson.dumps({"status": "unavailable", "reasons": reasons}), 503)
         if degraded := await asyncio.to_thread(state.container.degraded):  # still serving: 200

@@ -18,6 +18,7 @@ from groundwork.cli.evals import eval_command
 from groundwork.cli.keys import audit, audit_cli, keys_app
 from groundwork.cli.migrate import migrate
 from groundwork.cli.prompts import prompts_app
+from groundwork.cli.traces import stats, traces_app
 from groundwork.config import CONFIG_FILE_NAME, DEFAULT_CONFIG_YAML, Settings
 from groundwork.container import Container
 from groundwork.errors import GroundworkError
@@ -38,6 +39,8 @@ app.command("eval")(eval_command)
 app.command()(migrate)
 app.add_typer(keys_app, name="keys")
 app.command("audit")(audit)
+app.add_typer(traces_app, name="traces")
+app.command()(stats)
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -334,6 +337,8 @@ def serve(
     except GroundworkError as exc:
         raise _fail(exc) from exc
     try:
+        if c.observability is not None:
+            c.observability.install_logging()  # JSON logs with request, trace and error ids
         uvicorn.Server(server_config(create_app(c), host, port, access_log=access_log)).run()
     finally:
         c.close()

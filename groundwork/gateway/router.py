@@ -26,7 +26,7 @@ import asyncio
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from groundwork.config import RouterSettings
 from groundwork.errors import (
@@ -43,6 +43,7 @@ from groundwork.gateway.deployment import DeploymentState
 from groundwork.gateway.policy import RetryPolicy
 from groundwork.gateway.strategies import STRATEGIES, Strategy
 from groundwork.models.base import ChatModel
+from groundwork.observability.tracing import span
 from groundwork.types import Completion, GenerationOptions, Message, StreamChunk, Usage
 
 T = TypeVar("T")
@@ -70,6 +71,27 @@ class _OpenStream:
         self.deployment, self.iterator, self.head, self.started = d, it, head, t0
 
 
+class RouterListener(Protocol):
+    """What the router reports (the metrics implement it)."""
+
+    def router_retry(self, group: str, deployment: str, category: str) -> None: ...
+
+    def router_fallback(self, group: str, to: str) -> None: ...
+
+    def router_cooldown(self, group: str, deployment: str) -> None: ...
+
+
+class _Silent:
+    def router_retry(self, group: str, deployment: str, category: str) -> None:
+        return None
+
+    def router_fallback(self, group: str, to: str) -> None:
+        return None
+
+    def router_cooldown(self, group: str, deployment: str) -> None:
+        return None
+
+
 class Router:
     """Routes calls for model groups across their deployments."""
 
@@ -81,8 +103,10 @@ class Router:
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
         rng: random.Random | None = None,
+        listener: RouterListener | None = None,
     ) -> None:
         self.groups = {g: list(ds) for g, ds in groups.items()}
+        self.listener: RouterListener = listener or _Silent()
         self.settings = settings
         self.policy = RetryPolicy(settings.num_retries, settings.backoff_base_s, settings.backoff_max_s)
         self.clock = clock
@@ -130,6 +154,8 @@ class Router:
             except _GroupExhausted as exc:
                 last = exc.last
             i += 1
+            if i < len(chain):
+                self.listener.router_fallback(group, chain[i])
         assert last is not None
         raise self._aggregate(group, attempts, last)
 
@@ -174,7 +200,8 @@ class Router:
             d.start(now)
             try:
                 async with asyncio.timeout(min(self.settings.attempt_timeout_s, deadline - now)):
-                    result = await attempt(d)
+                    with span("model.attempt", group=group, deployment=d.name, attempt=failures + 1):
+                        result = await attempt(d)
             except BaseException as exc:  # every failure is classified; cancellation re-raised
                 d.finish()
                 error = _classify(exc, d, self.settings.attempt_timeout_s)
@@ -189,7 +216,10 @@ class Router:
             failures += 1
             if error.category != ErrorCategory.INPUT:  # a bad request says nothing about the deployment
                 d.failures += 1
-                d.health.failure(error, self.clock())
+                if d.health.failure(error, self.clock()):
+                    self.listener.router_cooldown(group, d.name)
+                if failures <= self.settings.num_retries:
+                    self.listener.router_retry(group, d.name, str(error.category))
             attempts.append(
                 {
                     "group": group,
@@ -316,7 +346,8 @@ class RoutedModel(ChatModel):
             if error is None:
                 raise
             d.failures += 1
-            d.health.failure(error, router.clock())
+            if d.health.failure(error, router.clock()):
+                router.listener.router_cooldown(self.name, d.name)
             raise StreamInterruptedError(
                 f"the stream from {d.name} failed after {len(parts)} chunks: {error.message}",
                 details={"deployment": d.name, "cause_id": error.error_id, "cause": str(error.category)},

@@ -39,6 +39,17 @@ class SharedSession:
             self._sessions[loop] = session
         return session
 
+    def open_connections(self) -> int:
+        """Connections the pools hold, idle or in use, over every loop's session (for the metrics)."""
+        total = 0
+        for session in list(self._sessions.values()):
+            connector = session.connector
+            if connector is None or session.closed:
+                continue
+            idle = getattr(connector, "_conns", {})  # aiohttp keeps no public count
+            total += sum(len(v) for v in idle.values()) + len(getattr(connector, "_acquired", ()))
+        return total
+
     async def aclose(self) -> None:
         """Close the session of the running loop."""
         session = self._sessions.pop(asyncio.get_running_loop(), None)

@@ -23,6 +23,7 @@ import numpy as np
 
 from groundwork.config import AnswerSettings
 from groundwork.models.base import ChatModel, EmbeddingModel
+from groundwork.observability.tracing import span
 from groundwork.prompts.builtin import RAG_ANSWER, RAG_ANSWER_TEMPLATE
 from groundwork.prompts.registry import PromptRegistry
 from groundwork.prompts.template import PromptTemplate
@@ -200,7 +201,9 @@ class Answerer:
         usage = Usage()
         finish = "stop"
         first_token: float | None = None
-        async for piece in self.model.stream(build_messages(question, context, template), options):
+        with span("prompt.render", chunks=len(context)):
+            messages = build_messages(question, context, template)
+        async for piece in self.model.stream(messages, options):
             if piece.delta:
                 first_token = first_token or time.perf_counter()
                 parts.append(piece.delta)
@@ -215,9 +218,12 @@ class Answerer:
         if first_token is not None:
             timings["time_to_first_token"] = first_token - t0
         t1 = time.perf_counter()
-        text, citations, mode, unsupported = await asyncio.to_thread(
-            self._verify, question, draft, retrieval, finish == "length"
-        )
+        with span("output.verify") as sp:
+            text, citations, mode, unsupported = await asyncio.to_thread(
+                self._verify, question, draft, retrieval, finish == "length"
+            )
+            sp.set_attribute("mode", mode)
+            sp.set_attribute("unsupported", len(unsupported))
         timings["verify"] = time.perf_counter() - t1
         timings["total"] = time.perf_counter() - started
         return Answer(

@@ -18,6 +18,7 @@ import numpy.typing as npt
 
 from groundwork.config import RetrievalSettings
 from groundwork.models.base import EmbeddingModel
+from groundwork.observability.tracing import span
 from groundwork.rag.feedback import Fts5Stemmer, feedback_match, minmax_fusion
 from groundwork.stores.protocols import ChunkFilter, DocumentStore, VectorStore
 from groundwork.types import LOCAL_ADMIN, Principal, ScoredChunk
@@ -104,6 +105,20 @@ class Retriever:
         filters: Filters | None = None,
     ) -> Retrieval:
         """The ``top_k`` best chunks for ``query`` that ``principal`` may read and ``filters`` admit."""
+        with span("retrieve", collection=collection, top_k=top_k or self.settings.top_k) as sp:
+            result = self._retrieve(query, collection, principal, top_k, filters)
+            sp.set_attribute("retrieved", len(result.chunks))
+            sp.set_attribute("best_vector_score", round(result.best_vector_score, 4))
+            return result
+
+    def _retrieve(
+        self,
+        query: str,
+        collection: str | None,
+        principal: Principal,
+        top_k: int | None,
+        filters: Filters | None,
+    ) -> Retrieval:
         s = self.settings
         k = top_k or s.top_k
         timings: dict[str, float] = {}
@@ -146,7 +161,7 @@ class Retriever:
                 k,
                 s.mmr_lambda,
             )
-            fused = [pool[i] for i in picked]
+            fused = [pool[i] for i in picked]  # the rerank step
         fused = fused[:k]
         chunks = self.documents.get_chunks([i for i, _ in fused])
         vscore = dict(vector_hits)

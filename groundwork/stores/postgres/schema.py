@@ -47,6 +47,9 @@ def ensure_pgvector(conn: Connection, dsn: str) -> str:
                 details={"service": "postgres", "server": where, "missing": "pgvector"},
             )
         try:
+            # replicas starting together race on CREATE EXTENSION (a unique violation in pg_extension):
+            # serialise it with a transaction-scoped advisory lock
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext('groundwork_create_extension'))")
             conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
             conn.commit()
         except psycopg.errors.InsufficientPrivilege as exc:

@@ -1,0 +1,243 @@
+"""The local trace store: recent spans and feedback in ``<data_dir>/traces.sqlite3``.
+
+:class:`TraceStoreExporter` writes finished spans here (behind its own queue, like any exporter), so
+``groundwork traces list|show`` and ``groundwork stats`` work without any tracing service. The store
+keeps the last ``retention`` traces.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.trace import StatusCode
+
+from groundwork.stores.sqlite_db import SQLiteDatabase, run_script
+
+
+def _m1_spans(db: sqlite3.Connection) -> None:
+    run_script(
+        db,
+        """
+        CREATE TABLE spans (
+            trace_id TEXT NOT NULL,
+            span_id TEXT NOT NULL,
+            parent_id TEXT,
+            name TEXT NOT NULL,
+            start_ns INTEGER NOT NULL,
+            end_ns INTEGER NOT NULL,
+            status TEXT NOT NULL,
+            attributes TEXT NOT NULL,
+            PRIMARY KEY (trace_id, span_id)
+        );
+        CREATE INDEX spans_roots ON spans(start_ns) WHERE parent_id IS NULL;
+        CREATE TABLE feedback (
+            id INTEGER PRIMARY KEY,
+            trace_id TEXT NOT NULL,
+            score REAL NOT NULL,
+            comment TEXT NOT NULL,
+            principal TEXT NOT NULL,
+            created_at REAL NOT NULL
+        );
+        CREATE INDEX feedback_trace ON feedback(trace_id)
+        """,
+    )
+
+
+MIGRATIONS = [_m1_spans]
+
+
+@dataclass(frozen=True, slots=True)
+class SpanRecord:
+    """One stored span."""
+
+    trace_id: str
+    span_id: str
+    parent_id: str | None
+    name: str
+    start_ns: int
+    end_ns: int
+    status: str
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def duration_ms(self) -> float:
+        return (self.end_ns - self.start_ns) / 1e6
+
+
+@dataclass(frozen=True, slots=True)
+class Feedback:
+    """A score (0 bad .. 1 good) and a comment someone gave a trace."""
+
+    trace_id: str
+    score: float
+    comment: str
+    principal: str
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    """A summary of the stored traces (``groundwork stats``)."""
+
+    requests: int
+    p50_ms: float
+    p95_ms: float
+    prompt_tokens: int
+    completion_tokens: int
+    cost: float
+    cache_hits: int
+    cache_lookups: int
+    errors: dict[str, int]
+
+    @property
+    def cache_hit_rate(self) -> float:
+        return self.cache_hits / self.cache_lookups if self.cache_lookups else 0.0
+
+
+def _row(s: ReadableSpan) -> tuple[object, ...]:
+    ctx = s.context
+    assert ctx is not None
+    parent = s.parent
+    attrs = s.attributes
+    # BoundedAttributes keeps a plain dict: reading it directly avoids the Mapping ABC's slow iteration
+    raw = getattr(attrs, "_dict", None)
+    data = raw if isinstance(raw, dict) else dict(attrs or {})
+    return (
+        f"{ctx.trace_id:032x}",
+        f"{ctx.span_id:016x}",
+        f"{parent.span_id:016x}" if parent is not None and not parent.is_remote else None,
+        s.name,
+        s.start_time or 0,
+        s.end_time or 0,
+        "error" if s.status.status_code is StatusCode.ERROR else "ok",
+        orjson.dumps(data).decode(),
+    )
+
+
+class TraceStore:
+    """Spans and feedback in one SQLite file."""
+
+    def __init__(self, path: Path, retention: int = 20_000) -> None:
+        self.db = SQLiteDatabase(path, MIGRATIONS, what="trace store")
+        self.retention = retention
+        self._writes = 0
+
+    def add_spans(self, spans: Sequence[ReadableSpan]) -> None:
+        """Store finished spans (and prune the oldest traces now and then)."""
+        rows = [_row(s) for s in spans]
+        with self.db.transaction() as db:
+            db.executemany("INSERT OR IGNORE INTO spans VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        self._writes += 1
+        if self._writes % 50 == 1:
+            self.prune()
+
+    def prune(self) -> None:
+        """Keep the ``retention`` most recent traces."""
+        with self.db.transaction() as db:
+            row = db.execute(
+                "SELECT start_ns FROM spans WHERE parent_id IS NULL ORDER BY start_ns DESC LIMIT 1 OFFSET ?",
+                (self.retention,),
+            ).fetchone()
+            if row is not None:
+                db.execute(
+                    "DELETE FROM spans WHERE trace_id IN (SELECT trace_id FROM spans "
+                    "WHERE parent_id IS NULL AND start_ns <= ?)",
+                    (row[0],),
+                )
+
+    @staticmethod
+    def _record(row: Sequence[Any]) -> SpanRecord:
+        return SpanRecord(row[0], row[1], row[2], row[3], row[4], row[5], row[6], orjson.loads(row[7]))
+
+    def recent(self, limit: int = 20) -> list[SpanRecord]:
+        """The root spans of the most recent traces, newest first."""
+        rows = self.db.query(
+            "SELECT * FROM spans WHERE parent_id IS NULL ORDER BY start_ns DESC LIMIT ?", (limit,)
+        )
+        return [self._record(r) for r in rows]
+
+    def trace(self, trace_id: str) -> list[SpanRecord]:
+        """Every stored span of a trace, in start order (empty when unknown)."""
+        rows = self.db.query("SELECT * FROM spans WHERE trace_id = ? ORDER BY start_ns", (trace_id.lower(),))
+        return [self._record(r) for r in rows]
+
+    def add_feedback(self, trace_id: str, score: float, comment: str, principal: str) -> Feedback:
+        fb = Feedback(trace_id.lower(), score, comment, principal, time.time())
+        self.db.execute(
+            "INSERT INTO feedback (trace_id, score, comment, principal, created_at) VALUES (?, ?, ?, ?, ?)",
+            (fb.trace_id, fb.score, fb.comment, fb.principal, fb.created_at),
+        )
+        return fb
+
+    def feedback(self, trace_id: str) -> list[Feedback]:
+        rows = self.db.query(
+            "SELECT trace_id, score, comment, principal, created_at FROM feedback WHERE trace_id = ? "
+            "ORDER BY id",
+            (trace_id.lower(),),
+        )
+        return [Feedback(*r) for r in rows]
+
+    def stats(self, since_ns: int = 0) -> Stats:
+        """Requests, latency percentiles, tokens, cost, cache hit rate and errors since ``since_ns``."""
+        roots = self.db.query(
+            "SELECT end_ns - start_ns, attributes FROM spans WHERE parent_id IS NULL AND start_ns >= ?",
+            (since_ns,),
+        )
+        durations = sorted(r[0] / 1e6 for r in roots)
+        errors: dict[str, int] = {}
+        for _, attrs in roots:
+            category = orjson.loads(attrs).get("error.category")
+            if category:
+                errors[category] = errors.get(category, 0) + 1
+        (prompt, completion, cost) = self.db.query(
+            "SELECT COALESCE(SUM(json_extract(attributes, '$.\"gen_ai.usage.input_tokens\"')), 0), "
+            "COALESCE(SUM(json_extract(attributes, '$.\"gen_ai.usage.output_tokens\"')), 0), "
+            "COALESCE(SUM(json_extract(attributes, '$.\"groundwork.cost\"')), 0) "
+            "FROM spans WHERE parent_id IS NULL AND start_ns >= ?",
+            (since_ns,),
+        )[0]
+        (lookups, hits) = self.db.query(
+            "SELECT COUNT(*), COALESCE(SUM(json_extract(attributes, '$.\"cache.hit\"')), 0) "
+            "FROM spans WHERE name = 'cache.lookup' AND start_ns >= ?",
+            (since_ns,),
+        )[0]
+        return Stats(
+            requests=len(durations),
+            p50_ms=statistics.median(durations) if durations else 0.0,
+            p95_ms=durations[min(len(durations) - 1, int(0.95 * len(durations)))] if durations else 0.0,
+            prompt_tokens=int(prompt),
+            completion_tokens=int(completion),
+            cost=float(cost),
+            cache_hits=int(hits),
+            cache_lookups=int(lookups),
+            errors=errors,
+        )
+
+    def close(self) -> None:
+        self.db.close()
+
+
+class TraceStoreExporter(SpanExporter):
+    """An OpenTelemetry exporter into a :class:`TraceStore`."""
+
+    def __init__(self, store: TraceStore) -> None:
+        self.store = store
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        try:
+            self.store.add_spans(spans)
+        except Exception:
+            return SpanExportResult.FAILURE
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        return None

@@ -1,0 +1,85 @@
+"""``groundwork traces list|show`` and ``groundwork stats`` over a trace store a server wrote."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from groundwork.api import create_app
+from groundwork.cli.main import app
+from groundwork.cli.traces import parse_since
+from groundwork.container import Container
+from groundwork.errors import InputError, UpstreamError
+from groundwork.models.fake import FakeChatModel
+from tests.conftest import fake_settings
+
+runner = CliRunner()
+CHAT = {"model": "fake", "messages": [{"role": "user", "content": "hello there"}]}
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> tuple[Path, list[str]]:
+    """A data dir whose trace store holds 3 chat requests (one failed, one a cache hit)."""
+    data = tmp_path / "data"
+    c = Container(fake_settings(data, cache={"enabled": True}, router={"num_retries": 0}))
+    model = c.router.groups["fake"][0].model
+    assert isinstance(model, FakeChatModel)
+    ids = []
+
+    async def run() -> None:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=create_app(c)), base_url="http://gw"
+        ) as cl:
+            for _ in range(2):
+                ids.append((await cl.post("/v1/chat/completions", json=CHAT)).headers["x-trace-id"])
+            model.enqueue(UpstreamError("down"))
+            r = await cl.post(
+                "/v1/chat/completions", json={**CHAT, "messages": [{"role": "user", "content": "x"}]}
+            )
+            assert r.status_code == 503
+            ids.append(r.headers["x-trace-id"])
+
+    import anyio
+
+    anyio.run(run)
+    assert c.observability is not None and c.observability.tracing.force_flush(5)
+    c.close()
+    return data, ids
+
+
+def test_traces_list_and_show(served: tuple[Path, list[str]]) -> None:
+    data, ids = served
+    result = runner.invoke(app, ["traces", "list", "--data-dir", str(data)])
+    assert result.exit_code == 0, result.output
+    assert all(i in result.output for i in ids)
+    assert "POST /v1/chat/completions" in result.output and "503" in result.output and "hit" in result.output
+    shown = runner.invoke(app, ["traces", "show", ids[0], "--data-dir", str(data)])
+    assert shown.exit_code == 0, shown.output
+    assert "model.attempt" in shown.output and "cache.lookup" in shown.output
+    missing = runner.invoke(app, ["traces", "show", "0" * 32, "--data-dir", str(data)])
+    assert missing.exit_code == 2 and "no trace" in missing.output
+
+
+def test_stats(served: tuple[Path, list[str]]) -> None:
+    data, _ = served
+    result = runner.invoke(app, ["stats", "--data-dir", str(data)])
+    assert result.exit_code == 0, result.output
+    assert "requests" in result.output and " 3" in result.output
+    assert "33.3% of 3 lookups" in result.output  # one hit of three lookups
+    assert "upstream: 1" in result.output
+    assert runner.invoke(app, ["stats", "--since", "1h", "--data-dir", str(data)]).exit_code == 0
+
+
+def test_no_trace_store_is_a_clear_error(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["traces", "list", "--data-dir", str(tmp_path / "none")])
+    assert result.exit_code == 2 and "groundwork serve" in result.output
+
+
+def test_parse_since() -> None:
+    assert parse_since(None) == 0
+    assert parse_since("2h", now=10_000.0) == int((10_000 - 7200) * 1e9)
+    with pytest.raises(InputError, match="unit"):
+        parse_since("yesterday")
