@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -271,7 +272,8 @@ class Container:
         """The prompt registry (``<data_dir>/prompts.sqlite3``, or PostgreSQL), seeded with the built-ins."""
         registry = PromptRegistry(PROMPT_STORES[self.settings.storage.backend](self))
         if self.settings.prompts.seed:
-            registry.seed(BUILTIN_PROMPTS)
+            with getattr(registry.store, "exclusive", nullcontext)():  # replicas seed one at a time
+                registry.seed(BUILTIN_PROMPTS)
         return registry
 
     def eval_deps(self) -> EvalDeps:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import psycopg
@@ -188,3 +189,63 @@ def test_groundwork_migrate_applies_the_prompt_schema_too(tmp_path: Path, pg_dsn
         assert RAG_ANSWER in c.prompts.names()
     finally:
         c.close()
+
+
+def test_replicas_starting_together_seed_each_built_in_prompt_once(
+    tmp_path: Path, pg_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    open_prompt_database(_settings(pg_dsn)).close()  # both replicas find the schema in place
+    names = PostgresPromptStore.names
+
+    def slow_names(self: PostgresPromptStore) -> Sequence[str]:
+        found = names(self)
+        time.sleep(0.3)  # widen the check-then-create window: both replicas would see an empty registry
+        return found
+
+    monkeypatch.setattr(PostgresPromptStore, "names", slow_names)
+    replicas = [_pg_container(tmp_path / str(i), pg_dsn, pool_max=1) for i in range(2)]
+    start = threading.Barrier(2)
+
+    built: list[PromptRegistry] = []
+
+    def warm(c: Container) -> None:
+        start.wait()
+        # the function behind `Container.prompts`: on Python 3.11 the cached_property's lock is shared by
+        # every Container of the process, which would serialise the two replicas here
+        built.append(Container.prompts.func(c))
+
+    threads = [threading.Thread(target=warm, args=(c,)) for c in replicas]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        assert len(built) == 2
+        for seed in BUILTIN_PROMPTS:
+            assert [v.version for v in built[0].store.versions(seed.name)] == [1]
+            assert len(built[1].store.label_events(seed.name)) == len(seed.labels)
+    finally:
+        for registry in built:
+            registry.close()
+
+
+def test_exclusive_blocks_a_second_holder_until_the_first_leaves(pg_dsn: str) -> None:
+    a, b = (PostgresPromptStore.open(_settings(pg_dsn)) for _ in range(2))
+    order: list[str] = []
+    inside = threading.Event()
+
+    def second() -> None:
+        inside.wait()
+        with b.exclusive():
+            order.append("b")
+
+    t = threading.Thread(target=second)
+    t.start()
+    with a.exclusive():
+        inside.set()
+        time.sleep(0.3)
+        order.append("a")
+    t.join()
+    a.close()
+    b.close()
+    assert order == ["a", "b"]

@@ -13,13 +13,16 @@ replicas at once:
   ``INSERT ... ON CONFLICT DO UPDATE``, which holds that row's lock until the transaction ends, so two
   replicas appending to one prompt get consecutive numbers; ``(name, version)`` is also the primary key;
 * a label move locks the same counter row, so the recorded ``previous`` version is always the one the
-  move replaced, and the label and its history row are written in one transaction.
+  move replaced, and the label and its history row are written in one transaction;
+* :meth:`PostgresPromptStore.exclusive` lets replicas starting together seed the built-in prompts one
+  at a time, so a prompt is seeded once.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from psycopg.types.json import Json
@@ -112,7 +115,7 @@ def open_prompt_database(settings: PostgresSettings, *, migrate: bool | None = N
         MIGRATIONS,
         subsystem=SUBSYSTEM,
         pool_min=min(settings.pool_min, POOL_MAX),
-        pool_max=min(settings.pool_max, POOL_MAX),
+        pool_max=max(2, min(settings.pool_max, POOL_MAX)),  # 2: `exclusive` holds one while seeding
         connect_timeout_s=settings.connect_timeout_s,
         migrate=settings.migrate_on_start if migrate is None else migrate,
     )
@@ -208,6 +211,17 @@ class PostgresPromptStore:
         with self.db.connection() as conn:
             rows = conn.execute(query + " ORDER BY id", params).fetchall()
         return [LabelEvent(*row) for row in rows]
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold the registry's advisory lock for the block: one replica at a time checks-then-writes.
+
+        The container seeds the built-in prompts inside it, so two replicas starting on an empty
+        database do not both create version 1 and 2 of the same built-in prompt.
+        """
+        with self.db.connection() as conn:  # the lock lasts until this connection's transaction ends
+            conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('gw_prompt_registry', 0))")
+            yield
 
     def close(self) -> None:
         self.db.close()
