@@ -10,6 +10,7 @@ import logging
 import re
 import threading
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -30,6 +31,7 @@ from groundwork.observability import InstrumentedModel, Observability
 from groundwork.prompts.builtin import BUILTIN_PROMPTS, EVAL_JUDGE
 from groundwork.prompts.registry import PromptRegistry
 from groundwork.prompts.sqlite_store import SQLitePromptStore
+from groundwork.prompts.store import PromptStore
 from groundwork.rag.answer import Answerer
 from groundwork.rag.ingest import Ingestor
 from groundwork.rag.retrieval import Retriever
@@ -131,11 +133,15 @@ def _postgres_vectors(c: Container) -> VectorStore:
 
 
 def _postgres_migrate(c: Container) -> list[str]:
+    from groundwork.prompts.postgres_store import open_prompt_database
     from groundwork.stores.postgres import open_document_database
 
     db = open_document_database(c.settings.storage.postgres, c.embedder.dimensions, migrate=True)
     db.close()
-    return [f"applied {m}" for m in db.applied] or ["the PostgreSQL schema is up to date"]
+    prompts = open_prompt_database(c.settings.storage.postgres, migrate=True)
+    prompts.close()
+    applied = [f"applied {m}" for m in db.applied] + [f"applied prompts {m}" for m in prompts.applied]
+    return applied or ["the PostgreSQL schema is up to date"]
 
 
 def _embedded_migrate(c: Container) -> list[str]:
@@ -150,6 +156,19 @@ STORAGE_BACKENDS: dict[str, StorageBackend] = {
     "postgres": StorageBackend(_postgres_documents, _postgres_vectors, _postgres_migrate),
 }
 """``storage.backend`` -> how to build its stores. Register a backend by adding to this mapping."""
+
+
+def _postgres_prompts(c: Container) -> PromptStore:
+    from groundwork.prompts.postgres_store import PostgresPromptStore
+
+    return PostgresPromptStore.open(c.settings.storage.postgres)
+
+
+PROMPT_STORES: dict[str, Callable[[Container], PromptStore]] = {
+    "embedded": lambda c: SQLitePromptStore(c.data_dir / "prompts.sqlite3"),
+    "postgres": _postgres_prompts,
+}
+"""``storage.backend`` -> where the prompt registry keeps versions and labels."""
 
 
 def _redis_health(s: Settings) -> HealthState:
@@ -327,10 +346,11 @@ class Container:
 
     @cached_property
     def prompts(self) -> PromptRegistry:
-        """The prompt registry (``<data_dir>/prompts.sqlite3``), seeded with the built-in prompts."""
-        registry = PromptRegistry(SQLitePromptStore(self.data_dir / "prompts.sqlite3"))
+        """The prompt registry (``<data_dir>/prompts.sqlite3``, or PostgreSQL), seeded with the built-ins."""
+        registry = PromptRegistry(PROMPT_STORES[self.settings.storage.backend](self))
         if self.settings.prompts.seed:
-            registry.seed(BUILTIN_PROMPTS)
+            with getattr(registry.store, "exclusive", nullcontext)():  # replicas seed one at a time
+                registry.seed(BUILTIN_PROMPTS)
         return registry
 
     def eval_deps(self) -> EvalDeps:
