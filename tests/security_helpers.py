@@ -14,9 +14,12 @@ from groundwork.container import Container
 from tests.conftest import fake_settings
 
 
-def secure_container(data_dir: Path, **security: Any) -> Container:
-    """A fake-model container with authentication on and the given ``security`` settings."""
-    return Container(fake_settings(data_dir, security={"auth": True, **security}, router={"num_retries": 0}))
+def secure_container(data_dir: Path, cache: dict[str, Any] | None = None, **security: Any) -> Container:
+    """A fake-model container with authentication on and the given ``security`` (and cache) settings."""
+    extra: dict[str, Any] = {"cache": cache} if cache is not None else {}
+    return Container(
+        fake_settings(data_dir, security={"auth": True, **security}, router={"num_retries": 0}, **extra)
+    )
 
 
 @asynccontextmanager

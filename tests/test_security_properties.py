@@ -3,8 +3,10 @@
 Hypothesis generates documents (each with groups, possibly none, and a secret marker string) and
 principals (role and groups), uploads the documents as an admin, then asks and retrieves as each
 principal. Every surface a principal can read is checked: retrieved chunks, answers (text, draft and
-citations), grounded chat completions and the document listing. To check another surface (the response
-cache, traces), append a function to :data:`SURFACES`.
+citations), grounded chat completions, the document listing, responses served from the response cache
+(on, exact and semantic: every principal asks the same question, so a cache shared across scopes would
+leak at once) and the traces of the principal's requests. To check another surface, append a function
+to :data:`SURFACES`.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ class Ask:
     headers: dict[str, str]
     collection: str
     query: str
+    container: Container
 
 
 def _retrieved(a: Ask) -> str:
@@ -85,13 +88,41 @@ def _listing(a: Ask) -> str:
     return r.text
 
 
-SURFACES: list[Callable[[Ask], str]] = [_retrieved, _answer, _streamed_answer, _grounded_chat, _listing]
-"""Every place a principal can read document text from. Add the cache and traces here."""
+def _cached_answer(a: Ask) -> str:
+    """The same question again: served from the cache (within this principal's scope only)."""
+    body = {"question": a.query, "collection": a.collection, "top_k": 20}
+    r = a.http.post("/v1/answers", json=body, headers=a.headers)
+    assert r.status_code == 200 and r.headers["x-groundwork-cache"] == "hit", r.headers
+    return r.text
+
+
+def _traces(a: Ask) -> str:
+    """Everything recorded in the trace of one of the principal's answers."""
+    r = a.http.post("/v1/answers", json={"question": a.query, "collection": a.collection}, headers=a.headers)
+    assert r.status_code == 200, r.text
+    obs = a.container.observability
+    assert obs is not None and obs.trace_store is not None
+    assert obs.tracing.force_flush()
+    spans = obs.trace_store.trace(r.headers["x-trace-id"])
+    assert spans, "the answer left no trace"
+    return repr(spans)
+
+
+SURFACES: list[Callable[[Ask], str]] = [
+    _retrieved,
+    _answer,
+    _streamed_answer,
+    _grounded_chat,
+    _listing,
+    _cached_answer,
+    _traces,
+]
+"""Every place a principal can read document text from."""
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Container, TestClient, str]]:
-    c = secure_container(tmp_path_factory.mktemp("prop") / "data")
+    c = secure_container(tmp_path_factory.mktemp("prop") / "data", cache={"enabled": True, "semantic": True})
     admin, _ = c.security.keys.create("root", "admin")
     with TestClient(create_app(c), base_url="http://gw") as http:
         yield c, http, admin
@@ -136,7 +167,7 @@ def test_no_principal_sees_a_marker_outside_its_groups(
     for role, groups in principals:
         key, _ = container.security.keys.create(f"p{n}", role, groups)
         principal = Principal(f"p{n}", role, groups)  # type: ignore[arg-type]
-        ask = Ask(http, bearer(key), collection, query)
+        ask = Ask(http, bearer(key), collection, query, container)
         hidden = [d.marker for d in docs if not can_read(principal, d.groups)]
         visible = [d.marker for d in docs if can_read(principal, d.groups)]
         for surface in SURFACES:
@@ -149,5 +180,12 @@ def test_no_principal_sees_a_marker_outside_its_groups(
 
 
 def test_surfaces_cover_the_read_routes() -> None:
-    assert {s.__name__ for s in SURFACES} >= {"_retrieved", "_answer", "_grounded_chat", "_listing"}
+    assert {s.__name__ for s in SURFACES} >= {
+        "_retrieved",
+        "_answer",
+        "_grounded_chat",
+        "_listing",
+        "_cached_answer",
+        "_traces",
+    }
     assert Path(__file__).name.startswith("test_security")
