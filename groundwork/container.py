@@ -33,7 +33,7 @@ from groundwork.prompts.registry import PromptRegistry
 from groundwork.prompts.sqlite_store import SQLitePromptStore
 from groundwork.prompts.store import PromptStore
 from groundwork.rag.answer import Answerer
-from groundwork.rag.ingest import Ingestor
+from groundwork.rag.ingest import Ingestor, IngestReport
 from groundwork.rag.retrieval import Retriever
 from groundwork.security.guards import Guards
 from groundwork.security.permissions import DocumentGroupsPolicy
@@ -317,8 +317,19 @@ class Container:
         sec = self.settings.security
         policy = DocumentGroupsPolicy.from_config(sec.default_document_groups, sec.folder_groups)
         return Ingestor(
-            self.documents, self.vectors, self.embedder, self.settings.chunking, groups_for=policy.groups_for
+            self.documents,
+            self.vectors,
+            self.embedder,
+            self.settings.chunking,
+            groups_for=policy.groups_for,
+            on_report=self._count_ingestion,
         )
+
+    def _count_ingestion(self, report: IngestReport) -> None:
+        obs = self.observability
+        if obs is not None:
+            written = len(report.added) + len(report.updated)
+            obs.metrics.ingestion(written, len(report.failed), report.chunks_written)
 
     @cached_property
     def query_embedder(self) -> EmbeddingModel:

@@ -83,3 +83,58 @@ def test_parse_since() -> None:
     assert parse_since("2h", now=10_000.0) == int((10_000 - 7200) * 1e9)
     with pytest.raises(InputError, match="unit"):
         parse_since("yesterday")
+
+
+def test_rated_answers_export_to_a_suite_and_fine_tuning_jsonl(tmp_path: Path) -> None:
+    """Answer over HTTP, rate it with POST /v1/feedback, export: the suite loads, the JSONL is chat data."""
+    import json
+
+    import yaml
+
+    from groundwork.evals.suite import parse_suite
+    from groundwork.samples import handbook_dir
+
+    data = tmp_path / "data"
+    c = Container(fake_settings(data, router={"num_retries": 0}))
+    c.ingestor.ingest_paths([handbook_dir()], collection="handbook")
+    questions = ["How many days of annual leave do full-time staff get?", "Can I work from abroad?"]
+
+    async def run() -> None:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=create_app(c)), base_url="http://gw"
+        ) as cl:
+            for q, score in zip(questions, (1.0, 0.0), strict=True):
+                r = await cl.post("/v1/answers", json={"question": q, "collection": "handbook"})
+                assert r.status_code == 200, r.text
+                fb = {"trace_id": r.json()["trace_id"], "score": score, "comment": "checked by hand"}
+                assert (await cl.post("/v1/feedback", json=fb)).status_code in (200, 201)
+
+    import anyio
+
+    anyio.run(run)
+    assert c.observability is not None and c.observability.tracing.force_flush(5)
+    c.close()
+
+    suite_file, jsonl_file = tmp_path / "feedback.yaml", tmp_path / "train.jsonl"
+    r = runner.invoke(app, ["feedback", "export", "--out", str(suite_file), "--data-dir", str(data)])
+    assert r.exit_code == 0, r.output
+    assert "2 rated answers (1 good)" in r.output
+    suite = parse_suite(yaml.safe_load(suite_file.read_text()), source="exported")
+    assert len(suite.cases) == 2
+    r = runner.invoke(
+        app, ["feedback", "export", "-f", "jsonl", "--out", str(jsonl_file), "--data-dir", str(data)]
+    )
+    assert r.exit_code == 0, r.output
+    lines = [json.loads(line) for line in jsonl_file.read_text().splitlines()]
+    assert len(lines) == 1  # only the well-rated answer is training data
+    roles = [m["role"] for m in lines[0]["messages"]]
+    assert roles[-2:] == ["user", "assistant"] and lines[0]["messages"][-2]["content"] == questions[0]
+    assert (
+        "27 days" in lines[0]["messages"][-1]["content"] and "[1]" not in lines[0]["messages"][-1]["content"]
+    )
+
+
+def test_feedback_export_without_ratings_says_how(served: tuple[Path, list[str]], tmp_path: Path) -> None:
+    data, _ = served
+    r = runner.invoke(app, ["feedback", "export", "--out", str(tmp_path / "x.yaml"), "--data-dir", str(data)])
+    assert r.exit_code == 2 and "POST /v1/feedback" in r.output

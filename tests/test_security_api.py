@@ -418,3 +418,28 @@ async def test_concurrent_request_cap_per_key(tmp_path: Path) -> None:
             ).status_code == 200
     finally:
         c.close()
+
+
+async def test_rejections_guard_decisions_and_ingestion_are_counted_in_metrics(tmp_path: Path) -> None:
+    c = secure_container(tmp_path / "data", rate_limits={"requests_per_minute": 2})
+    try:
+        key, _ = c.security.keys.create("k", "user")
+        admin, _ = c.security.keys.create("root", "admin")
+        async with client_of(c) as client:
+            for _ in range(3):
+                await client.get("/v1/models", headers=bearer(key))
+            doc = upload("card.md", "The office printer code is 4711.", ["ops"])
+            assert (
+                await client.post("/v1/collections/m/documents", json=doc, headers=bearer(admin))
+            ).status_code == 201
+            body = {
+                "question": "My card is 4111 1111 1111 1111, what is the printer code?",
+                "collection": "m",
+            }
+            await client.post("/v1/answers", json=body, headers=bearer(admin))
+            text = (await client.get("/metrics")).text
+        assert 'groundwork_rate_limit_rejections_total{limit="requests"} 1.0' in text
+        assert 'groundwork_guard_decisions_total{decision="redact",guard="pii"}' in text
+        assert 'groundwork_ingested_documents_total{outcome="ok"} 1.0' in text
+    finally:
+        c.close()

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from collections.abc import Iterable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -35,7 +36,9 @@ from groundwork.api.guarding import (
 )
 from groundwork.container import Container
 from groundwork.errors import AuthError, GroundworkError, InputError, PermissionDeniedError, RateLimitError
+from groundwork.observability.metrics import Metrics
 from groundwork.security.audit import AuditEvent
+from groundwork.security.guards import GuardDecision
 from groundwork.security.keys import ApiKey
 from groundwork.security.permissions import ASK, FEEDBACK, is_public, require, route_permission
 from groundwork.security.ratelimit import RateDecision
@@ -150,6 +153,16 @@ class SecurityMiddleware:
             raise AuthError("the Authorization header must read `Bearer <key>`")
         return await asyncio.to_thread(sec.keys.authenticate, token.strip())
 
+    def _metrics(self) -> Metrics | None:
+        obs = self.container.observability
+        return obs.metrics if obs is not None else None
+
+    def _count_guards(self, decisions: Iterable[GuardDecision]) -> None:
+        metrics = self._metrics()
+        if metrics is not None:
+            for d in decisions:
+                metrics.guard_decision(d.guard, d.action)
+
     async def _deny(
         self, exc: GroundworkError, scope: Scope, receive: Receive, send: Send, sec: Security
     ) -> None:
@@ -176,6 +189,7 @@ class SecurityMiddleware:
         headers: list[tuple[bytes, bytes]] = []
         send = _with_headers(send, headers)
         entered = False
+        stage = "requests"  # which limit a RateLimitError came from (for the metric)
         try:
             decision = await sec.check_requests(caller, limits)
             if decision is not None:
@@ -192,11 +206,14 @@ class SecurityMiddleware:
                 receive = _replay(guarded.body, receive)
                 # for the trace (observability): what each guard decided on this request
                 scope["state"]["guard_decisions"] = list(guarded.decisions)
+                self._count_guards(guarded.decisions)
+                stage = "tokens"
                 tokens = await sec.check_tokens(caller, guarded.group, guarded.tokens, limits)
                 if tokens is not None:
                     headers += rate_headers("tokens", tokens)
                     _raise_if_denied(tokens, "tokens", guarded.tokens)
             if limits.max_concurrent is not None:
+                stage = "concurrency"
                 entered = await sec.counters.enter(f"conc:{caller}", limits.max_concurrent, 600.0)
                 if not entered:
                     raise RateLimitError(
@@ -205,6 +222,9 @@ class SecurityMiddleware:
                         retry_after=1.0,
                     )
         except GroundworkError as exc:
+            metrics = self._metrics()
+            if isinstance(exc, RateLimitError) and metrics is not None:
+                metrics.rate_limit_rejection(stage)
             await error_response(exc, request_id=rid)(scope, receive, send)
             return
         status: list[int] = []

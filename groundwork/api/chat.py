@@ -28,6 +28,7 @@ from starlette.responses import Response, StreamingResponse
 from groundwork.api.context import principal_of
 from groundwork.api.errors import REQUEST_ID_KEY, error_payload, error_response, internal_error, logger
 from groundwork.api.middleware import MODEL_TIME_KEY
+from groundwork.api.observability import remember_exchange
 from groundwork.api.rag import (
     TRACE_HEADER,
     answerer_for,
@@ -214,6 +215,7 @@ async def _rag_completion(
         )
     finally:
         request.scope[MODEL_TIME_KEY] = time.perf_counter() - started
+    remember_exchange(request, trace_id, answer, rag.collection)
     extra = {
         "citations": citations_json(answer),
         "groundwork": {

@@ -10,6 +10,7 @@ its principal (resolved when the cache first needs it, so after authentication),
 
 from __future__ import annotations
 
+import logging
 import random
 import re
 import time
@@ -31,7 +32,11 @@ from groundwork.api.state import ApiState
 from groundwork.cache.context import CachePolicy, parse_cache_control, use_policy
 from groundwork.errors import GroundworkError, NotFoundError, PermissionDeniedError
 from groundwork.observability import Observability, set_request_id, use_tracer
+from groundwork.observability.store import Exchange
 from groundwork.observability.tracing import current_trace_id
+from groundwork.rag.answer import Answer
+
+logger = logging.getLogger("groundwork.api")
 
 TRACE_HEADER = b"x-trace-id"
 CACHE_HEADER = b"x-groundwork-cache"
@@ -264,3 +269,29 @@ def install_observability(app: FastAPI, state: ApiState) -> None:
     app.add_middleware(
         ObservabilityMiddleware, observability=obs, cache_enabled=container.settings.cache.enabled
     )
+
+
+def remember_exchange(request: Request, trace_id: str, answer: Answer, collection: str | None) -> None:
+    """Keep a grounded answer with its trace (local trace store), so feedback on it can become data.
+
+    Only what the caller was shown is kept: the question, the verified answer and the cited sources.
+    """
+    state = getattr(request.app.state, "groundwork", None)
+    obs = state.container.observability if isinstance(state, ApiState) else None
+    if obs is None or obs.trace_store is None or not trace_id:
+        return
+    try:
+        obs.trace_store.add_exchange(
+            Exchange(
+                trace_id,
+                principal_name(request),
+                collection,
+                answer.question,
+                answer.text,
+                answer.mode,
+                tuple(c.source for c in answer.citations),
+                time.time(),
+            )
+        )
+    except GroundworkError as exc:  # the answer is served anyway; the trace store said why in the log
+        logger.warning("could not keep the answer of trace %s: %s", trace_id, exc)

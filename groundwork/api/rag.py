@@ -46,6 +46,7 @@ from groundwork.api.errors import (
     validation_error,
 )
 from groundwork.api.middleware import MODEL_TIME_KEY
+from groundwork.api.observability import remember_exchange
 from groundwork.api.rag_documents import documents_router
 from groundwork.api.routing import raw_router
 from groundwork.api.schemas import (
@@ -169,7 +170,7 @@ async def _stream_answer(
 
     async def run() -> Answer:
         try:
-            return await answerer.ask(
+            answer = await answerer.ask(
                 body.question,
                 body.collection,
                 principal_of(request),
@@ -177,6 +178,8 @@ async def _stream_answer(
                 top_k=body.top_k,
                 filters=body.filters.to_filters() if body.filters else None,
             )
+            remember_exchange(request, trace_id, answer, body.collection)
+            return answer
         finally:
             tokens.put_nowait(None)  # the end, whether answered or failed
 
@@ -252,6 +255,7 @@ def rag_router(state: ApiState) -> APIRouter:
             )
         finally:
             request.scope[MODEL_TIME_KEY] = time.perf_counter() - started
+        remember_exchange(request, trace_id, answer, body.collection)
         return json_response(answer_json(answer, trace_id), headers={TRACE_HEADER: trace_id})
 
     @router.post("/v1/retrieve", openapi_extra=openapi_body(RetrieveRequest))

@@ -18,7 +18,7 @@ from groundwork.cli.evals import eval_command
 from groundwork.cli.keys import audit, audit_cli, keys_app
 from groundwork.cli.migrate import migrate
 from groundwork.cli.prompts import prompts_app
-from groundwork.cli.traces import stats, traces_app
+from groundwork.cli.traces import feedback_app, stats, traces_app
 from groundwork.config import CONFIG_FILE_NAME, DEFAULT_CONFIG_YAML, Settings
 from groundwork.container import Container
 from groundwork.errors import GroundworkError
@@ -40,6 +40,7 @@ app.command()(migrate)
 app.add_typer(keys_app, name="keys")
 app.command("audit")(audit)
 app.add_typer(traces_app, name="traces")
+app.add_typer(feedback_app, name="feedback")
 app.command()(stats)
 
 out = Console(soft_wrap=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -173,3 +174,51 @@ def stats(
     errors = ", ".join(f"{k}: {v}" for k, v in sorted(summary.errors.items())) or "none"
     table.add_row("errors by category", errors)
     out.print(table)
+
+
+feedback_app = typer.Typer(
+    help="Rated answers as data: an eval suite or fine-tuning JSONL.", no_args_is_help=True
+)
+
+
+@feedback_app.command("export")
+def feedback_export(
+    out_file: Annotated[Path, typer.Option("--out", "-o", help="File to write (YAML suite or JSONL).")],
+    fmt: Annotated[
+        str, typer.Option("--format", "-f", help="suite (for `groundwork eval`) or jsonl (chat fine-tuning)")
+    ] = "suite",
+    good: Annotated[float, typer.Option("--good", help="Scores at or above this are good answers.")] = 0.5,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Answers that received feedback (``POST /v1/feedback``), from the local trace store."""
+    from groundwork.evals.export import FeedbackRecord, to_chat_jsonl, to_suite_yaml
+
+    try:
+        if fmt not in ("suite", "jsonl"):
+            raise InputError(f"--format {fmt!r}: use suite or jsonl")
+        store = _store(config, data_dir)
+        try:
+            rated = store.rated_exchanges()
+        finally:
+            store.close()
+        if not rated:
+            raise InputError(
+                "no rated answers yet: rate one with POST /v1/feedback {trace_id, score, comment}"
+            )
+        records = [
+            FeedbackRecord(e.question, e.answer, e.citations, f.score, f.comment, e.trace_id)
+            for e, f in rated
+        ]
+        if fmt == "suite":
+            collections = Counter(e.collection or "default" for e, _ in rated)
+            text = to_suite_yaml(records, collection=collections.most_common(1)[0][0], good_score=good)
+        else:
+            text = to_chat_jsonl(records, good_score=good)
+        out_file.write_text(text, encoding="utf-8")
+    except GroundworkError as exc:
+        raise _fail(exc) from exc
+    except OSError as exc:
+        raise _fail(InputError(f"cannot write {out_file}: {exc.strerror}")) from exc
+    good_n = sum(1 for _, f in rated if f.score >= good)
+    out.print(f"wrote {len(records)} rated answers ({good_n} good) to {out_file} as {fmt}")

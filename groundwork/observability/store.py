@@ -52,7 +52,16 @@ def _m1_spans(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS = [_m1_spans]
+def _m2_exchanges(db: sqlite3.Connection) -> None:
+    # what a grounded answer said, kept with its trace so rated answers can become data
+    db.execute(
+        "CREATE TABLE exchanges (trace_id TEXT PRIMARY KEY, principal TEXT NOT NULL, collection TEXT,"
+        " question TEXT NOT NULL, answer TEXT NOT NULL, mode TEXT NOT NULL, citations TEXT NOT NULL,"
+        " created_at REAL NOT NULL)"
+    )
+
+
+MIGRATIONS = [_m1_spans, _m2_exchanges]
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +132,21 @@ def _row(s: ReadableSpan) -> tuple[object, ...]:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """A grounded answer as its caller saw it: kept with the trace for feedback exports."""
+
+    trace_id: str
+    principal: str
+    collection: str | None
+    question: str
+    answer: str
+    mode: str
+    citations: tuple[str, ...] = ()
+    """The cited documents' sources, in citation order."""
+    created_at: float = 0.0
+
+
 class TraceStore:
     """Spans and feedback in one SQLite file."""
 
@@ -177,6 +201,39 @@ class TraceStore:
             (fb.trace_id, fb.score, fb.comment, fb.principal, fb.created_at),
         )
         return fb
+
+    def add_exchange(self, exchange: Exchange) -> None:
+        """Keep what a grounded answer said (question, answer, cited sources) with its trace."""
+        self.db.execute(
+            "INSERT OR REPLACE INTO exchanges VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                exchange.trace_id.lower(),
+                exchange.principal,
+                exchange.collection,
+                exchange.question,
+                exchange.answer,
+                exchange.mode,
+                orjson.dumps(list(exchange.citations)).decode(),
+                exchange.created_at,
+            ),
+        )
+
+    def rated_exchanges(self) -> list[tuple[Exchange, Feedback]]:
+        """Every answer that received feedback, with the latest feedback on it, oldest first."""
+        rows = self.db.query(
+            "SELECT e.trace_id, e.principal, e.collection, e.question, e.answer, e.mode, e.citations,"
+            " e.created_at, f.trace_id, f.score, f.comment, f.principal, f.created_at"
+            " FROM exchanges e JOIN feedback f ON f.trace_id = e.trace_id"
+            " WHERE f.id = (SELECT max(id) FROM feedback g WHERE g.trace_id = e.trace_id)"
+            " ORDER BY e.created_at"
+        )
+        return [
+            (
+                Exchange(r[0], r[1], r[2], r[3], r[4], r[5], tuple(orjson.loads(r[6])), r[7]),
+                Feedback(r[8], r[9], r[10], r[11], r[12]),
+            )
+            for r in rows
+        ]
 
     def feedback(self, trace_id: str) -> list[Feedback]:
         rows = self.db.query(

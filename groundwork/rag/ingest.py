@@ -128,8 +128,10 @@ class Ingestor:
         loaders: dict[str, Loader] | None = None,
         embed_batch: int = 256,
         groups_for: Callable[[str, tuple[str, ...]], tuple[str, ...]] | None = None,
+        on_report: Callable[[IngestReport], None] | None = None,
     ) -> None:
         self.embed_batch = embed_batch
+        self.on_report = on_report  # metrics: documents written and failed, chunks written
         # (source, explicit groups) -> stored groups: defaults and per-folder rules (security policy)
         self.groups_for = groups_for or (lambda _source, groups: groups)
         self._write_lock = threading.RLock()  # see _serialised
@@ -197,6 +199,8 @@ class Ingestor:
         finally:
             self.vectors.flush(self.documents.generation)
             report.seconds = time.perf_counter() - started
+        if self.on_report is not None:
+            self.on_report(report)
         return report
 
     @_serialised
@@ -224,6 +228,8 @@ class Ingestor:
         finally:
             self.vectors.flush(self.documents.generation)
             report.seconds = time.perf_counter() - started
+        if self.on_report is not None:
+            self.on_report(report)
         return report
 
     @_serialised
