@@ -167,3 +167,26 @@ async def test_answers_are_scoped_by_principal(
     assert "March" in hr.json()["answer"]
     assert eng.headers["x-groundwork-cache"] == "miss"
     assert "March" not in eng.json()["answer"] and eng.json()["mode"] == "no_answer"
+
+
+async def test_a_new_production_prompt_is_not_answered_from_the_cache(
+    client: httpx.AsyncClient, container: Container, tmp_path: Path
+) -> None:
+    import dataclasses
+
+    from groundwork.prompts.builtin import RAG_ANSWER, RAG_ANSWER_TEMPLATE
+
+    doc = tmp_path / "desk.md"
+    doc.write_text("# Desks\n\nHot desks are booked in the office app one week ahead.\n")
+    container.ingestor.ingest_paths([doc])
+    body = {"question": "How far ahead are hot desks booked?", "collection": "default"}
+    assert (await client.post("/v1/answers", json=body)).headers["x-groundwork-cache"] == "miss"
+    assert (await client.post("/v1/answers", json=body)).headers["x-groundwork-cache"] == "hit"
+    changed = dataclasses.replace(
+        RAG_ANSWER_TEMPLATE, model=dataclasses.replace(RAG_ANSWER_TEMPLATE.model, max_tokens=7)
+    )
+    version = container.prompts.create(RAG_ANSWER, changed, message="shorter drafts")
+    container.prompts.set_label(RAG_ANSWER, "production", version.version)
+    again = await client.post("/v1/answers", json=body)
+    assert again.headers["x-groundwork-cache"] == "miss"  # the key names the prompt version
+    assert again.json()["prompt"] == f"{RAG_ANSWER}@{version.version}"

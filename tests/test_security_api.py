@@ -443,3 +443,26 @@ async def test_rejections_guard_decisions_and_ingestion_are_counted_in_metrics(t
         assert 'groundwork_ingested_documents_total{outcome="ok"} 1.0' in text
     finally:
         c.close()
+
+
+async def test_guard_decisions_and_the_prompt_version_are_in_the_trace(tmp_path: Path) -> None:
+    c = secure_container(tmp_path / "data")
+    try:
+        admin, _ = c.security.keys.create("root", "admin")
+        async with client_of(c) as client:
+            doc = upload("desk.md", "Hot desks are booked in the office app one week ahead.", ["ops"])
+            await client.post("/v1/collections/t/documents", json=doc, headers=bearer(admin))
+            body = {
+                "question": "I am jane@example.com: how far ahead are hot desks booked?",
+                "collection": "t",
+            }
+            r = await client.post("/v1/answers", json=body, headers=bearer(admin))
+        assert r.status_code == 200, r.text
+        obs = c.observability
+        assert obs is not None and obs.trace_store is not None and obs.tracing.force_flush()
+        spans = {s.name: s for s in obs.trace_store.trace(r.headers["x-trace-id"])}
+        root = next(s for s in spans.values() if s.parent_id is None)
+        assert "pii:redact" in root.attributes["guard.decisions"]
+        assert spans["prompt.render"].attributes["prompt"].startswith("rag.answer@")
+    finally:
+        c.close()

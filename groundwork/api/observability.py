@@ -174,6 +174,9 @@ class ObservabilityMiddleware:
         }
         if outcome is not None and outcome.status != "bypass":
             attributes["cache.result"] = outcome.status
+        decisions = scope.get("state", {}).get("guard_decisions") or ()
+        if decisions:  # what each input guard decided (set by the security middleware)
+            attributes["guard.decisions"] = [f"{d.guard}:{d.action}" for d in decisions]
         root.set_attributes(attributes)
         if status_code >= 500:
             root.set_status(Status(StatusCode.ERROR))

@@ -39,7 +39,15 @@ def answer_from_payload(data: dict[str, Any]) -> Answer:
 
 
 def prompt_version_of(answerer: Answerer) -> str | None:
-    """The prompt ``name@version`` an answerer renders, when it has one (the prompt registry's)."""
+    """The prompt ``name@version`` an answerer renders, when it has one (the prompt registry's).
+
+    Resolved on every call, so moving the ``production`` label to another version changes the key.
+    """
+    resolve = getattr(answerer, "resolve_prompt", None)
+    if callable(resolve):
+        ref = resolve()[0]
+        if isinstance(ref, str):
+            return ref
     for attr in ("prompt_version", "prompt"):
         value = getattr(answerer, attr, None)
         if isinstance(value, str):

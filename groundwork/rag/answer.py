@@ -201,7 +201,7 @@ class Answerer:
         usage = Usage()
         finish = "stop"
         first_token: float | None = None
-        with span("prompt.render", chunks=len(context)):
+        with span("prompt.render", chunks=len(context), prompt=prompt_ref):
             messages = build_messages(question, context, template)
         async for piece in self.model.stream(messages, options):
             if piece.delta:
