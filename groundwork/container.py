@@ -27,7 +27,7 @@ from groundwork.gateway.health_state import HealthState, MemoryHealthState
 from groundwork.models.base import ChatModel, EmbeddingModel
 from groundwork.models.fake import FakeChatModel, FakeEmbedder
 from groundwork.models.http import SharedSession
-from groundwork.observability import InstrumentedModel, Observability
+from groundwork.observability import InstrumentedModel, Observability, TraceStorage
 from groundwork.prompts.builtin import BUILTIN_PROMPTS, EVAL_JUDGE
 from groundwork.prompts.registry import PromptRegistry
 from groundwork.prompts.sqlite_store import SQLitePromptStore
@@ -134,6 +134,7 @@ def _postgres_vectors(c: Container) -> VectorStore:
 
 
 def _postgres_migrate(c: Container) -> list[str]:
+    from groundwork.observability.postgres_store import open_trace_database
     from groundwork.prompts.postgres_store import open_prompt_database
     from groundwork.security.postgres_store import open_security_database
     from groundwork.stores.postgres import open_document_database
@@ -144,8 +145,11 @@ def _postgres_migrate(c: Container) -> list[str]:
     prompts.close()
     security = open_security_database(c.settings.storage.postgres, migrate=True)
     security.close()
+    traces = open_trace_database(c.settings.storage.postgres, migrate=True)
+    traces.close()
     applied = [f"applied {m}" for m in db.applied] + [f"applied prompts {m}" for m in prompts.applied]
     applied += [f"applied security {m}" for m in security.applied]
+    applied += [f"applied traces {m}" for m in traces.applied]
     return applied or ["the PostgreSQL schema is up to date"]
 
 
@@ -187,6 +191,17 @@ SECURITY_DATABASES: dict[str, Callable[[Container], SecurityDatabase]] = {
     "postgres": _postgres_security,
 }
 """``storage.backend`` -> where API keys and the audit log are kept."""
+
+
+def postgres_trace_store(s: Settings) -> TraceStorage:
+    """The trace store in the shared PostgreSQL (also used by ``groundwork traces``)."""
+    from groundwork.observability.postgres_store import PostgresTraceStore
+
+    return PostgresTraceStore.open(s.storage.postgres, s.observability.trace_retention)
+
+
+TRACE_STORES: dict[str, Callable[[Settings], TraceStorage]] = {"postgres": postgres_trace_store}
+"""``storage.backend`` -> trace store of spans and feedback (absent: ``<data_dir>/traces.sqlite3``)."""
 
 
 def _redis_health(s: Settings) -> HealthState:
@@ -282,7 +297,10 @@ class Container:
         o = self.settings.observability
         if not o.enabled:
             return None
-        observability = Observability(o, self.data_dir)
+        open_store = TRACE_STORES.get(self.settings.storage.backend)
+        observability = Observability(
+            o, self.data_dir, open_store=open_store and (lambda: open_store(self.settings))
+        )
         observability.metrics.callbacks.connections = self.http.open_connections
         return observability
 

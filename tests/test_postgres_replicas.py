@@ -7,12 +7,14 @@ cache are shared by replicas; each replica is a real OS process with its own dat
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 import redis
 from typer.testing import CliRunner
@@ -54,6 +56,7 @@ class Cluster:
     a: str
     b: str
     admin: str
+    dsn: str
 
     def key(self, name: str, role: str = "user", groups: tuple[str, ...] = (), **limits: int) -> str:
         """A new key created through replica A's HTTP API (as admin)."""
@@ -74,7 +77,8 @@ def cluster(
     require(_redis_up(REDIS_URL), f"the replica tests need Redis at {REDIS_URL}")
     workdir = tmp_path_factory.mktemp("replicas")
     prefix = f"gwtest:{uuid.uuid4().hex[:10]}:"  # this run's own Redis keys
-    config = _config(workdir / "groundwork.yaml", make_pg_database(), prefix)
+    dsn = make_pg_database()
+    config = _config(workdir / "groundwork.yaml", dsn, prefix)
     made = CliRunner().invoke(
         cli_app,
         ["keys", "create", "--name", "ops-admin", "--role", "admin", "--config", str(config),
@@ -86,7 +90,7 @@ def cluster(
     assert not (workdir / "cli" / "security.sqlite3").exists()  # the key went to PostgreSQL
     try:
         with replicas(config, workdir) as (a, b):
-            yield Cluster(a, b, admin)
+            yield Cluster(a, b, admin, dsn)
     finally:
         client = redis.Redis.from_url(REDIS_URL)
         keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
@@ -178,3 +182,21 @@ def test_a_document_ingested_through_one_replica_is_answered_by_the_other(cluste
     assert httpx.get(f"{a}/v1/collections/ops/documents", headers=admin, timeout=30).json()["documents"] == []
     events = httpx.get(f"{a}/v1/audit?action=documents.", headers=admin, timeout=30).json()["events"]
     assert {e["action"] for e in events} >= {"documents.ingest", "documents.delete"}  # one shared audit log
+
+
+def test_a_trace_served_by_one_replica_takes_feedback_on_the_other(cluster: Cluster) -> None:
+    alice = cluster.key("alice", "user", ("ops",))
+    body = {"model": "fake", "input": ["trace me"]}
+    served = httpx.post(f"{cluster.a}/v1/embeddings", json=body, headers=_auth(alice), timeout=30)
+    trace_id = served.headers["x-trace-id"]
+    deadline = time.monotonic() + 10  # spans are exported from a queue, shortly after the response
+    with psycopg.connect(cluster.dsn) as conn:
+        while not conn.execute("SELECT 1 FROM gw_spans WHERE trace_id = %s", (trace_id,)).fetchone():
+            assert time.monotonic() < deadline, "replica A's spans never reached PostgreSQL"
+            time.sleep(0.1)
+    feedback = {"trace_id": trace_id, "score": 1, "comment": "right"}
+    r = httpx.post(f"{cluster.b}/v1/feedback", json=feedback, headers=_auth(alice), timeout=30)
+    assert r.status_code == 201 and r.json()["known_trace"] is True, r.text
+    bob = cluster.key("bob", "user", ("ops",))
+    denied = httpx.post(f"{cluster.b}/v1/feedback", json=feedback, headers=_auth(bob), timeout=30)
+    assert denied.status_code == 403  # the owner recorded by replica A is known to replica B

@@ -68,7 +68,7 @@ def test_two_containers_on_one_database_share_keys_and_audit(tmp_path: Path, pg_
         b.close()
 
 
-def test_groundwork_migrate_covers_the_security_tables(tmp_path: Path, pg_dsn: str) -> None:
+def test_groundwork_migrate_covers_the_security_and_trace_tables(tmp_path: Path, pg_dsn: str) -> None:
     storage = {"backend": "postgres", "postgres": {"dsn": pg_dsn, "pool_max": 4}}
     container = Container(fake_settings(tmp_path, storage=storage))
     try:
@@ -76,3 +76,4 @@ def test_groundwork_migrate_covers_the_security_tables(tmp_path: Path, pg_dsn: s
     finally:
         container.close()
     assert "applied security 1: schema: hashed API keys, append-only audit log" in lines
+    assert "applied traces 1: schema: spans and feedback" in lines

@@ -18,8 +18,9 @@ from rich.table import Table
 from rich.tree import Tree
 
 from groundwork.config import Settings
+from groundwork.container import TRACE_STORES
 from groundwork.errors import GroundworkError, InputError
-from groundwork.observability.store import SpanRecord, TraceStore
+from groundwork.observability.store import SpanRecord, TraceStorage, TraceStore
 
 traces_app = typer.Typer(help="Show recent traces from the local trace store.", no_args_is_help=True)
 
@@ -48,9 +49,11 @@ _SHOWN = (
 )
 
 
-def _store(config: Path | None, data_dir: Path | None) -> TraceStore:
+def _store(config: Path | None, data_dir: Path | None) -> TraceStorage:
     overrides: dict[str, Any] = {"data_dir": data_dir} if data_dir is not None else {}
     settings = Settings.load(config, **overrides)
+    if settings.storage.backend in TRACE_STORES:  # shared by replicas (PostgreSQL)
+        return TRACE_STORES[settings.storage.backend](settings)
     path = settings.data_dir / "traces.sqlite3"
     if not path.is_file():
         raise InputError(
