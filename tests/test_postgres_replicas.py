@@ -132,10 +132,17 @@ def test_a_rate_limit_over_both_replicas_admits_exactly_the_limit(cluster: Clust
             ]
             return [r.status_code for r in await asyncio.gather(*calls)]
 
+    started = time.monotonic()
     codes = asyncio.run(asyncio.wait_for(burst(), 60))
+    elapsed = time.monotonic() - started
     assert sorted(set(codes)) == [200, 429], codes
-    assert codes.count(200) == limit
-    assert codes.count(429) == total - limit
+    # the bucket refills one request every 60 / limit = 3 s: a burst that fast admits exactly the limit;
+    # on a machine so loaded that it took longer, each refill may admit one more, never more than that
+    refills = int(elapsed / (60 / limit))
+    assert limit <= codes.count(200) <= limit + refills, (codes.count(200), elapsed)
+    if refills == 0:
+        assert codes.count(200) == limit and codes.count(429) == total - limit
+    assert elapsed < 30, f"60 requests over two replicas took {elapsed:.1f}s"
 
 
 def test_a_cached_answer_is_a_hit_on_the_other_replica_within_one_scope(cluster: Cluster) -> None:
