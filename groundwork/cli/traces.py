@@ -1,7 +1,8 @@
 """``groundwork traces list|show`` and ``groundwork stats``: recent traces from the local trace store.
 
 They read ``<data_dir>/traces.sqlite3`` (written by ``groundwork serve`` with ``observability.trace_store``
-on), so they work without any tracing service and while the server runs.
+on), or with ``storage.backend: postgres`` the trace store shared by all replicas in PostgreSQL, so they
+work without any tracing service and while the server runs.
 """
 
 from __future__ import annotations
