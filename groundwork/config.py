@@ -326,7 +326,10 @@ class ObservabilitySettings(_Section):
     export_queue_size: int = Field(
         default=4096, ge=1, description="Spans waiting per exporter; beyond it spans are dropped and counted."
     )
-    trace_store: bool = Field(default=True, description="Keep recent traces in <data_dir>/traces.sqlite3.")
+    trace_store: bool = Field(
+        default=True,
+        description="Keep recent traces in <data_dir>/traces.sqlite3 (backend postgres: in PostgreSQL).",
+    )
     trace_retention: int = Field(default=20_000, ge=1, description="Traces kept in the local store.")
     log_format: Literal["json", "text"] = "json"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -27,7 +27,7 @@ from groundwork.gateway.health_state import HealthState, MemoryHealthState
 from groundwork.models.base import ChatModel, EmbeddingModel
 from groundwork.models.fake import FakeChatModel, FakeEmbedder
 from groundwork.models.http import SharedSession
-from groundwork.observability import InstrumentedModel, Observability
+from groundwork.observability import InstrumentedModel, Observability, TraceStorage
 from groundwork.prompts.builtin import BUILTIN_PROMPTS, EVAL_JUDGE
 from groundwork.prompts.registry import PromptRegistry
 from groundwork.prompts.sqlite_store import SQLitePromptStore
@@ -39,7 +39,8 @@ from groundwork.security.guards import Guards
 from groundwork.security.permissions import DocumentGroupsPolicy
 from groundwork.security.ratelimit import CounterStore, MemoryCounterStore
 from groundwork.security.redis_counters import RedisCounterStore
-from groundwork.security.service import Security
+from groundwork.security.service import Security, open_sqlite_security
+from groundwork.security.store import SecurityDatabase
 from groundwork.stores.faiss_index import FaissVectorStore
 from groundwork.stores.protocols import DocumentStore, VectorStore
 from groundwork.stores.sqlite import SQLiteDocumentStore
@@ -133,14 +134,22 @@ def _postgres_vectors(c: Container) -> VectorStore:
 
 
 def _postgres_migrate(c: Container) -> list[str]:
+    from groundwork.observability.postgres_store import open_trace_database
     from groundwork.prompts.postgres_store import open_prompt_database
+    from groundwork.security.postgres_store import open_security_database
     from groundwork.stores.postgres import open_document_database
 
     db = open_document_database(c.settings.storage.postgres, c.embedder.dimensions, migrate=True)
     db.close()
     prompts = open_prompt_database(c.settings.storage.postgres, migrate=True)
     prompts.close()
+    security = open_security_database(c.settings.storage.postgres, migrate=True)
+    security.close()
+    traces = open_trace_database(c.settings.storage.postgres, migrate=True)
+    traces.close()
     applied = [f"applied {m}" for m in db.applied] + [f"applied prompts {m}" for m in prompts.applied]
+    applied += [f"applied security {m}" for m in security.applied]
+    applied += [f"applied traces {m}" for m in traces.applied]
     return applied or ["the PostgreSQL schema is up to date"]
 
 
@@ -169,6 +178,30 @@ PROMPT_STORES: dict[str, Callable[[Container], PromptStore]] = {
     "postgres": _postgres_prompts,
 }
 """``storage.backend`` -> where the prompt registry keeps versions and labels."""
+
+
+def _postgres_security(c: Container) -> SecurityDatabase:
+    from groundwork.security.postgres_store import PostgresSecurityDatabase
+
+    return PostgresSecurityDatabase.open(c.settings.storage.postgres)
+
+
+SECURITY_DATABASES: dict[str, Callable[[Container], SecurityDatabase]] = {
+    "embedded": lambda c: open_sqlite_security(c.data_dir),
+    "postgres": _postgres_security,
+}
+"""``storage.backend`` -> where API keys and the audit log are kept."""
+
+
+def postgres_trace_store(s: Settings) -> TraceStorage:
+    """The trace store in the shared PostgreSQL (also used by ``groundwork traces``)."""
+    from groundwork.observability.postgres_store import PostgresTraceStore
+
+    return PostgresTraceStore.open(s.storage.postgres, s.observability.trace_retention)
+
+
+TRACE_STORES: dict[str, Callable[[Settings], TraceStorage]] = {"postgres": postgres_trace_store}
+"""``storage.backend`` -> trace store of spans and feedback (absent: ``<data_dir>/traces.sqlite3``)."""
 
 
 def _redis_health(s: Settings) -> HealthState:
@@ -264,7 +297,10 @@ class Container:
         o = self.settings.observability
         if not o.enabled:
             return None
-        observability = Observability(o, self.data_dir)
+        open_store = TRACE_STORES.get(self.settings.storage.backend)
+        observability = Observability(
+            o, self.data_dir, open_store=open_store and (lambda: open_store(self.settings))
+        )
         observability.metrics.callbacks.connections = self.http.open_connections
         return observability
 
@@ -397,9 +433,10 @@ class Container:
 
     @cached_property
     def security(self) -> Security:
-        """API keys, audit log and rate limiter (``<data_dir>/security.sqlite3``, ``security.*``)."""
+        """API keys, audit log (by ``storage.backend``) and rate limiter (``security.*``)."""
         counters = COUNTER_BACKENDS[self.settings.security.rate_limits.backend](self.settings)
-        return Security(self.settings.security, self.data_dir, counters, self.guards)
+        db = SECURITY_DATABASES[self.settings.storage.backend](self)
+        return Security(self.settings.security, self.data_dir, counters, self.guards, db)
 
     def warm_up(self) -> None:
         """Build the store, the vector index and the RAG parts now, in one thread.

@@ -1,7 +1,8 @@
 """``groundwork traces list|show`` and ``groundwork stats``: recent traces from the local trace store.
 
 They read ``<data_dir>/traces.sqlite3`` (written by ``groundwork serve`` with ``observability.trace_store``
-on), so they work without any tracing service and while the server runs.
+on), or with ``storage.backend: postgres`` the trace store shared by all replicas in PostgreSQL, so they
+work without any tracing service and while the server runs.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from rich.table import Table
 from rich.tree import Tree
 
 from groundwork.config import Settings
+from groundwork.container import TRACE_STORES
 from groundwork.errors import GroundworkError, InputError
-from groundwork.observability.store import SpanRecord, TraceStore
+from groundwork.observability.store import SpanRecord, TraceStorage, TraceStore
 
 traces_app = typer.Typer(help="Show recent traces from the local trace store.", no_args_is_help=True)
 
@@ -49,9 +51,11 @@ _SHOWN = (
 )
 
 
-def _store(config: Path | None, data_dir: Path | None) -> TraceStore:
+def _store(config: Path | None, data_dir: Path | None) -> TraceStorage:
     overrides: dict[str, Any] = {"data_dir": data_dir} if data_dir is not None else {}
     settings = Settings.load(config, **overrides)
+    if settings.storage.backend in TRACE_STORES:  # shared by replicas (PostgreSQL)
+        return TRACE_STORES[settings.storage.backend](settings)
     path = settings.data_dir / "traces.sqlite3"
     if not path.is_file():
         raise InputError(

@@ -9,6 +9,7 @@ webhook handler. Code elsewhere only needs :func:`span`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from opentelemetry.sdk.trace.export import SpanExporter
@@ -19,7 +20,7 @@ from groundwork.observability.instrumented import InstrumentedModel
 from groundwork.observability.logs import configure_logging, set_request_id
 from groundwork.observability.metrics import Metrics
 from groundwork.observability.notify import WebhookHandler
-from groundwork.observability.store import TraceStore, TraceStoreExporter
+from groundwork.observability.store import TraceStorage, TraceStore, TraceStoreExporter
 from groundwork.observability.tracing import Tracing, current_trace_id, record_error, span, use_tracer
 
 logger = logging.getLogger("groundwork.observability")
@@ -28,6 +29,7 @@ __all__ = [
     "InstrumentedModel",
     "Metrics",
     "Observability",
+    "TraceStorage",
     "TraceStore",
     "Tracing",
     "configure_logging",
@@ -55,15 +57,20 @@ class Observability:
         data_dir: Path,
         *,
         exporters: dict[str, SpanExporter] | None = None,
+        open_store: Callable[[], TraceStorage] | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = Metrics()
-        self.trace_store: TraceStore | None = None
+        self.trace_store: TraceStorage | None = None
         self.trace_store_error: str | None = None
         chosen: dict[str, SpanExporter] = {}
         if settings.trace_store:
             try:
-                self.trace_store = TraceStore(data_dir / "traces.sqlite3", settings.trace_retention)
+                self.trace_store = (
+                    TraceStore(data_dir / "traces.sqlite3", settings.trace_retention)
+                    if open_store is None
+                    else open_store()  # e.g. the shared PostgreSQL (storage.backend: postgres)
+                )
                 chosen["local"] = TraceStoreExporter(self.trace_store)
             except (OSError, GroundworkError) as exc:  # tracing goes on without the local store
                 self.trace_store_error = f"{type(exc).__name__}: {exc}"

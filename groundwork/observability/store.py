@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from opentelemetry.sdk.trace import ReadableSpan
@@ -145,6 +145,85 @@ class Exchange:
     citations: tuple[str, ...] = ()
     """The cited documents' sources, in citation order."""
     created_at: float = 0.0
+
+
+class TraceStorage(Protocol):
+    """Where finished spans and feedback are kept: :class:`TraceStore` (SQLite) or
+    :class:`~groundwork.observability.postgres_store.PostgresTraceStore` (shared by replicas).
+    The conformance suite :mod:`groundwork.testing.trace_store` holds every backend to it."""
+
+    retention: int
+
+    def add_spans(self, spans: Sequence[ReadableSpan]) -> None:
+        """Store finished spans (a span stored twice is kept once)."""
+        ...
+
+    def prune(self) -> None:
+        """Keep the ``retention`` most recent traces."""
+        ...
+
+    def recent(self, limit: int = 20) -> list[SpanRecord]:
+        """The root spans of the most recent traces, newest first."""
+        ...
+
+    def trace(self, trace_id: str) -> list[SpanRecord]:
+        """Every stored span of a trace, in start order."""
+        ...
+
+    def add_feedback(self, trace_id: str, score: float, comment: str, principal: str) -> Feedback:
+        """Record feedback on a trace."""
+        ...
+
+    def feedback(self, trace_id: str) -> list[Feedback]:
+        """The feedback of a trace, oldest first."""
+        ...
+
+    def stats(self, since_ns: int = 0) -> Stats:
+        """A summary of the traces started since ``since_ns``."""
+        ...
+
+    def add_exchange(self, exchange: Exchange) -> None:
+        """Keep what a grounded answer said with its trace."""
+        ...
+
+    def rated_exchanges(self) -> list[tuple[Exchange, Feedback]]:
+        """Every kept answer that received feedback, with its latest feedback, oldest first."""
+        ...
+
+    def close(self) -> None:
+        """Release the database."""
+        ...
+
+
+def span_row(s: ReadableSpan) -> tuple[object, ...]:
+    """The stored columns of a finished span (attributes as a JSON text)."""
+    return _row(s)
+
+
+def summarize(roots: Sequence[tuple[int, dict[str, Any]]], lookups: int, hits: int) -> Stats:
+    """:class:`Stats` of root spans given as (duration in ns, attributes)."""
+    durations = sorted(d / 1e6 for d, _ in roots)
+    errors: dict[str, int] = {}
+    prompt = completion = 0
+    cost = 0.0
+    for _, attrs in roots:
+        category = attrs.get("error.category")
+        if category:
+            errors[category] = errors.get(category, 0) + 1
+        prompt += int(attrs.get("gen_ai.usage.input_tokens") or 0)
+        completion += int(attrs.get("gen_ai.usage.output_tokens") or 0)
+        cost += float(attrs.get("groundwork.cost") or 0.0)
+    return Stats(
+        requests=len(durations),
+        p50_ms=statistics.median(durations) if durations else 0.0,
+        p95_ms=durations[min(len(durations) - 1, int(0.95 * len(durations)))] if durations else 0.0,
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        cost=cost,
+        cache_hits=hits,
+        cache_lookups=lookups,
+        errors=errors,
+    )
 
 
 class TraceStore:
@@ -286,7 +365,7 @@ class TraceStore:
 class TraceStoreExporter(SpanExporter):
     """An OpenTelemetry exporter into a :class:`TraceStore`."""
 
-    def __init__(self, store: TraceStore) -> None:
+    def __init__(self, store: TraceStorage) -> None:
         self.store = store
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:

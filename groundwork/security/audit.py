@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from groundwork.errors import InputError
-from groundwork.stores.sqlite_db import SQLiteDatabase, run_script
+from groundwork.security.store import SecurityDatabase
+from groundwork.stores.sqlite_db import run_script
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,9 +76,9 @@ AUDIT_MIGRATIONS = (_audit_v1,)
 
 
 class AuditLog:
-    """Append and query audit records in the security database."""
+    """Append and query audit records in the security database (SQLite or PostgreSQL)."""
 
-    def __init__(self, db: SQLiteDatabase) -> None:
+    def __init__(self, db: SecurityDatabase) -> None:
         self.db = db
 
     def record(self, event: AuditEvent) -> None:
@@ -123,7 +124,7 @@ class AuditLog:
         if outcome:
             clauses.append("outcome = ?")
             args.append(outcome)
-        where = " AND ".join(clauses) or "1"
+        where = " AND ".join(clauses) or "1 = 1"
         rows = self.db.query(
             "SELECT id, ts, action, actor, target, outcome, source, request_id, details FROM audit_log"
             f" WHERE {where} ORDER BY id DESC LIMIT ?",

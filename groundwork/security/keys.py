@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from typing import Literal, cast, get_args
 
 from groundwork.errors import AuthError, InputError, NotFoundError
-from groundwork.stores.sqlite_db import SQLiteDatabase, run_script
+from groundwork.security.store import SecurityDatabase
+from groundwork.stores.sqlite_db import run_script
 from groundwork.types import Principal
 
 RoleName = Literal["admin", "builder", "user"]
@@ -124,9 +125,9 @@ def _row_key(row: tuple[object, ...]) -> ApiKey:
 
 
 class KeyStore:
-    """API keys in the security database (``api_keys`` table)."""
+    """API keys in the security database (``api_keys`` table): SQLite or PostgreSQL."""
 
-    def __init__(self, db: SQLiteDatabase) -> None:
+    def __init__(self, db: SecurityDatabase) -> None:
         self.db = db
 
     def create(

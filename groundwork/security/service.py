@@ -1,8 +1,8 @@
 """The security subsystem of one data dir: keys, audit, limits and guards behind one object.
 
 :class:`Security` is built by the container; the HTTP middleware (:mod:`groundwork.api.auth`) and the
-``groundwork keys`` / ``groundwork audit`` commands use it. Keys and the audit log share one SQLite file,
-``<data_dir>/security.sqlite3``.
+``groundwork keys`` / ``groundwork audit`` commands use it. Keys and the audit log share one database:
+the SQLite file ``<data_dir>/security.sqlite3``, or the shared PostgreSQL (``storage.backend: postgres``).
 """
 
 from __future__ import annotations
@@ -16,9 +16,17 @@ from groundwork.security.audit import AUDIT_MIGRATIONS, AuditEvent, AuditLog
 from groundwork.security.guards import Guards
 from groundwork.security.keys import KEY_MIGRATIONS, ApiKey, KeyStore
 from groundwork.security.ratelimit import CounterStore, RateDecision
+from groundwork.security.store import SecurityDatabase
 from groundwork.stores.sqlite_db import SQLiteDatabase
 
 SECURITY_DB = "security.sqlite3"
+
+
+def open_sqlite_security(data_dir: Path) -> SQLiteDatabase:
+    """The embedded security database, ``<data_dir>/security.sqlite3``, migrated."""
+    return SQLiteDatabase(
+        data_dir / SECURITY_DB, (*KEY_MIGRATIONS, *AUDIT_MIGRATIONS), what="security database"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,12 +55,15 @@ class Security:
     """Keys, audit log, rate limiter and guards of one data dir."""
 
     def __init__(
-        self, settings: SecuritySettings, data_dir: Path, counters: CounterStore, guards: Guards
+        self,
+        settings: SecuritySettings,
+        data_dir: Path,
+        counters: CounterStore,
+        guards: Guards,
+        db: SecurityDatabase | None = None,
     ) -> None:
         self.settings = settings
-        self.db = SQLiteDatabase(
-            data_dir / SECURITY_DB, (*KEY_MIGRATIONS, *AUDIT_MIGRATIONS), what="security database"
-        )
+        self.db: SecurityDatabase = open_sqlite_security(data_dir) if db is None else db
         self.keys = KeyStore(self.db)
         self.audit = AuditLog(self.db)
         self.counters = counters

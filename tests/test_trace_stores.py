@@ -1,0 +1,64 @@
+"""The trace store conformance suite on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from groundwork.config import PostgresSettings
+from groundwork.observability.postgres_store import PostgresTraceStore
+from groundwork.observability.store import TraceStorage, TraceStore
+from groundwork.testing.trace_store import TraceStoreConformance
+
+
+class TestSQLiteTraceStore(TraceStoreConformance):
+    @pytest.fixture
+    def trace_store(self, tmp_path: Path) -> Iterator[TraceStorage]:
+        store = TraceStore(tmp_path / "traces.sqlite3")
+        yield store
+        store.close()
+
+
+@pytest.mark.integration
+class TestPostgresTraceStore(TraceStoreConformance):
+    @pytest.fixture
+    def trace_store(self, pg_dsn: str) -> Iterator[TraceStorage]:
+        store = PostgresTraceStore.open(PostgresSettings(dsn=pg_dsn, pool_min=1, pool_max=3))
+        yield store
+        store.close()
+
+
+@pytest.mark.integration
+def test_the_postgres_trace_schema_is_a_recorded_migration(pg_dsn: str) -> None:
+    PostgresTraceStore.open(PostgresSettings(dsn=pg_dsn)).close()
+    with psycopg.connect(pg_dsn) as conn:
+        assert conn.execute("SELECT subsystem, version FROM groundwork_migrations").fetchall() == [
+            ("traces", 1),
+            ("traces", 2),
+        ]
+
+
+@pytest.mark.integration
+def test_traces_and_stats_commands_read_the_shared_postgres_store(tmp_path: Path, pg_dsn: str) -> None:
+    from typer.testing import CliRunner
+
+    from groundwork.cli.main import app
+    from groundwork.testing.trace_store import make_spans
+
+    store = PostgresTraceStore.open(PostgresSettings(dsn=pg_dsn))
+    spans = make_spans(2, hit=True)
+    store.add_spans(spans)
+    store.close()
+    config = tmp_path / "groundwork.yaml"
+    config.write_text(f"storage: {{backend: postgres, postgres: {{dsn: '{pg_dsn}'}}}}\n")
+    args = ["--config", str(config), "--data-dir", str(tmp_path / "elsewhere")]
+    listed = CliRunner().invoke(app, ["traces", "list", *args])
+    assert listed.exit_code == 0, listed.output
+    trace_ids = {f"{s.context.trace_id:032x}" for s in spans if s.context is not None}
+    assert all(t in listed.output for t in trace_ids)
+    stats = CliRunner().invoke(app, ["stats", *args])
+    assert stats.exit_code == 0, stats.output
+    assert "100.0% of 2 lookups" in stats.output
