@@ -276,6 +276,11 @@ class RateLimitSettings(_Section):
         default="memory", description="memory: one process; redis: shared by replicas (uses redis_url)."
     )
     key_prefix: str = Field(default="gw:rl:", description="Prefix of the limiter's Redis keys.")
+    on_backend_error: Literal["closed", "open"] = Field(
+        default="closed",
+        description="When the limiter's store (Redis) fails: closed refuses requests (503), open admits them"
+        " unlimited (logged and counted).",
+    )
 
 
 GuardAction = Literal["block", "redact", "log", "off"]
@@ -557,6 +562,7 @@ answer:
 #     max_concurrent: 16          # in-flight requests per key
 #     window_s: 60
 #     backend: memory             # memory (one process) | redis (shared by replicas, uses redis_url)
+#     on_backend_error: closed    # Redis down: closed refuses requests (503) | open admits them unlimited
 #   guards:
 #     max_input_chars: 32000
 #     injection: block            # block | log | off

@@ -424,7 +424,15 @@ class Container:
     def degraded(self) -> list[str]:
         """Shared services failing while this replica still serves (e.g. Redis down); blocking."""
         problems = getattr(self.__dict__.get("health_state"), "problems", None)
-        return list(problems()) if callable(problems) else []
+        found = list(problems()) if callable(problems) else []
+        limits = self.settings.security.rate_limits
+        if limits.backend == "redis" and "security" in self.__dict__:
+            from groundwork.stores.redis_client import redis_problem
+
+            problem = redis_problem(self.settings.redis_url)
+            if problem is not None:
+                found.append(f"rate limits ({limits.on_backend_error} while down): {problem}")
+        return found
 
     @cached_property
     def guards(self) -> Guards:

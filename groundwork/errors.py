@@ -288,7 +288,12 @@ class JudgeOutputError(ModelError):
 class ServiceUnavailableError(StorageError):
     """A server backend (PostgreSQL, Redis) is unreachable or lacks what Groundwork needs.
 
-    The message names the service, the address (without credentials) and the fix.
+    The message names the service, the address (without credentials) and the fix. Answered as 503
+    (not the 500 of other storage errors): the request may succeed once the service is back.
     """
 
     retryable = True
+
+    @property
+    def http_status(self) -> int:
+        return 503

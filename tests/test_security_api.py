@@ -466,3 +466,30 @@ async def test_guard_decisions_and_the_prompt_version_are_in_the_trace(tmp_path:
         assert spans["prompt.render"].attributes["prompt"].startswith("rag.answer@")
     finally:
         c.close()
+
+
+@pytest.mark.parametrize("mode", ["closed", "open"])
+async def test_a_redis_outage_in_the_rate_limiter_fails_as_configured_and_shows_in_readyz(
+    tmp_path: Path, mode: str
+) -> None:
+    limits = {"backend": "redis", "requests_per_minute": 10, "on_backend_error": mode}
+    c = Container(
+        fake_settings(
+            tmp_path / "data", security={"auth": True, "rate_limits": limits}, redis_url="redis://127.0.0.1:1"
+        )
+    )
+    try:
+        key, _ = c.security.keys.create("k", "user")
+        async with client_of(c) as client:
+            r = await client.get("/v1/models", headers=bearer(key))
+            if mode == "closed":
+                err = error_of(r, 503)
+                assert "rate limit store" in err["message"] and err["retryable"] is True
+            else:
+                assert r.status_code == 200
+                metrics = (await client.get("/metrics")).text
+                assert 'groundwork_rate_limit_rejections_total{limit="store_down_admitted"} 1.0' in metrics
+            ready = (await client.get("/readyz")).json()
+        assert ready["status"] == "degraded" and f"rate limits ({mode} while down)" in ready["degraded"][0]
+    finally:
+        c.close()

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -35,7 +35,14 @@ from groundwork.api.guarding import (
     guard_response,
 )
 from groundwork.container import Container
-from groundwork.errors import AuthError, GroundworkError, InputError, PermissionDeniedError, RateLimitError
+from groundwork.errors import (
+    AuthError,
+    GroundworkError,
+    InputError,
+    PermissionDeniedError,
+    RateLimitError,
+    ServiceUnavailableError,
+)
 from groundwork.observability.metrics import Metrics
 from groundwork.security.audit import AuditEvent
 from groundwork.security.guards import GuardDecision
@@ -153,6 +160,19 @@ class SecurityMiddleware:
             raise AuthError("the Authorization header must read `Bearer <key>`")
         return await asyncio.to_thread(sec.keys.authenticate, token.strip())
 
+    async def _limited(self, check: Awaitable[RateDecision | None]) -> RateDecision | None:
+        """A rate-limit check; when its store is down, refuse (503) or admit, as configured."""
+        try:
+            return await check
+        except ServiceUnavailableError as exc:
+            if self.container.settings.security.rate_limits.on_backend_error == "closed":
+                raise
+            logger.error("rate limiting is off while its store fails (on_backend_error: open): %s", exc)
+            metrics = self._metrics()
+            if metrics is not None:
+                metrics.rate_limit_rejection("store_down_admitted")
+            return None
+
     def _metrics(self) -> Metrics | None:
         obs = self.container.observability
         return obs.metrics if obs is not None else None
@@ -191,7 +211,7 @@ class SecurityMiddleware:
         entered = False
         stage = "requests"  # which limit a RateLimitError came from (for the metric)
         try:
-            decision = await sec.check_requests(caller, limits)
+            decision = await self._limited(sec.check_requests(caller, limits))
             if decision is not None:
                 headers += rate_headers("requests", decision)
                 _raise_if_denied(decision, "requests")
@@ -208,7 +228,7 @@ class SecurityMiddleware:
                 scope["state"]["guard_decisions"] = list(guarded.decisions)
                 self._count_guards(guarded.decisions)
                 stage = "tokens"
-                tokens = await sec.check_tokens(caller, guarded.group, guarded.tokens, limits)
+                tokens = await self._limited(sec.check_tokens(caller, guarded.group, guarded.tokens, limits))
                 if tokens is not None:
                     headers += rate_headers("tokens", tokens)
                     _raise_if_denied(tokens, "tokens", guarded.tokens)

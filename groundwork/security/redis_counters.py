@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from groundwork.errors import StorageError
+from groundwork.errors import ServiceUnavailableError, StorageError
 from groundwork.security.ratelimit import RateDecision
 
 _GCRA = """
@@ -81,8 +81,10 @@ class RedisCounterStore:
         try:
             return await self._script(name, source)(keys=[self.prefix + key], args=list(args))
         except RedisError as exc:
-            raise StorageError(
-                f"the rate limit store at {self.url} failed: {exc} (is Redis running? see redis_url)"
+            raise ServiceUnavailableError(
+                f"the rate limit store at {self.url} failed: {exc} (is Redis running? see redis_url;"
+                " security.rate_limits.on_backend_error: open admits requests while it is down)",
+                details={"service": "redis", "server": self.url},
             ) from exc
 
     async def hit(self, key: str, cost: int, limit: int, period: float) -> RateDecision:

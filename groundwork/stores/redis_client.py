@@ -54,3 +54,15 @@ def connect(url: str, purpose: str, timeout_s: float = 0.5) -> redis.Redis:
     except (redis.RedisError, ValueError) as exc:
         raise unreachable(url, purpose, exc) from exc
     return client
+
+
+def redis_problem(url: str, timeout_s: float = 0.5) -> str | None:
+    """``None`` when Redis at ``url`` answers ``PING``, else what is wrong (for ``/readyz``)."""
+    client = client_for(url, timeout_s)
+    try:
+        client.ping()
+    except (redis.RedisError, ValueError) as exc:
+        return f"Redis at {describe_url(url)} does not answer: {exc}"
+    finally:
+        client.close()
+    return None
