@@ -3,9 +3,9 @@
 SQLite stays the source of truth. This index holds, per chunk, its text, its headings (title and heading
 path) and the fields a :class:`~groundwork.stores.protocols.ChunkFilter` tests (collection, groups,
 tags, modification time; a path prefix arrives resolved to document ids), so a filtered search runs
-inside the index and fills its top k with admitted chunks. It records the store's ``generation`` it reflects; an index whose generation differs
-(a crash between the SQLite commit and the index commit, another version, a corrupt directory) is
-rebuilt from the store when opened.
+inside the index and fills its top k with admitted chunks. It records the store's ``generation`` it
+reflects; an index whose generation differs (a crash between the SQLite commit and the index commit,
+another version, a corrupt directory) is rebuilt from the store when opened.
 
 Why not SQLite's FTS5: its ``bm25()`` scores every row matching an OR query before sorting, so a
 query costs time in proportion to its matches: 15 ms at 100k chunks and 152 ms at 1M (p99 1.8 s),
