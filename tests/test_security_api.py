@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import sqlite3
 import time
@@ -491,5 +492,30 @@ async def test_a_redis_outage_in_the_rate_limiter_fails_as_configured_and_shows_
                 assert 'groundwork_rate_limit_rejections_total{limit="store_down_admitted"} 1.0' in metrics
             ready = (await client.get("/readyz")).json()
         assert ready["status"] == "degraded" and f"rate limits ({mode} while down)" in ready["degraded"][0]
+    finally:
+        c.close()
+
+
+async def test_the_output_guard_also_covers_the_final_event_of_a_streamed_answer(tmp_path: Path) -> None:
+    c = secure_container(tmp_path / "data", guards={"output_pii": "redact"})
+    try:
+        admin, _ = c.security.keys.create("root", "admin")
+        async with client_of(c) as client:
+            doc = upload(
+                "pay.md", "# Payroll\n\nPayroll questions go to payroll.lead@acme.example by email.", []
+            )
+            await client.post("/v1/collections/p/documents", json=doc, headers=bearer(admin))
+            q = {"question": "Where do payroll questions go?", "collection": "p"}
+            plain = await client.post("/v1/answers", json=q, headers=bearer(admin))
+            streamed = await client.post("/v1/answers", json={**q, "stream": True}, headers=bearer(admin))
+        assert plain.status_code == 200 and "payroll.lead@acme.example" not in plain.json()["answer"]
+        final = [e for e in streamed.text.split("\n\n") if e.startswith("event: answer")]
+        assert len(final) == 1, streamed.text
+        answer = json.loads(final[0].split("data: ", 1)[1])
+        # the same fields as the non-streamed answer: the answer and the model's draft (citations quote
+        # the source, which this caller may read)
+        for field in ("answer", "draft"):
+            assert "payroll.lead@acme.example" not in answer[field], field
+        assert "[REDACTED_EMAIL]" in answer["answer"]
     finally:
         c.close()

@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Iterable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from groundwork.api.errors import REQUEST_ID_KEY, error_response
+from groundwork.api.errors import REQUEST_ID_KEY, error_payload, error_response
 from groundwork.api.guarding import (
     INPUT_GUARDED,
     OUTPUT_GUARDED,
@@ -308,18 +308,39 @@ def _status_of(send: Send, status: list[int]) -> Send:
     return wrapped
 
 
+_ANSWER_EVENT = b"event: answer\ndata: "
+
+
+async def _guard_answer_event(body: bytes, scope: Scope, sec: Security, prompts: list[str]) -> bytes:
+    """The final ``answer`` event of a streamed answer, guarded like a JSON answer (an ``error`` event
+    when a block policy refuses it). The draft's ``token`` events before it are not held back."""
+    payload = body[len(_ANSWER_EVENT) :].rstrip(b"\n")
+    try:
+        guarded = await asyncio.to_thread(guard_response, scope["path"], payload, sec.guards, prompts)
+    except GroundworkError as exc:
+        return b"event: error\ndata: " + error_payload(exc) + b"\n\n"
+    return _ANSWER_EVENT + guarded + b"\n\n"
+
+
 def _output_guarded(send: Send, scope: Scope, sec: Security, prompts: list[str], rid: str) -> Send:
-    """A ``send`` that holds a 200 JSON response, guards its text, then sends it (streams pass as is)."""
+    """A ``send`` that holds a 200 JSON response, guards its text, then sends it; in a streamed answer,
+    the final ``answer`` event is guarded (chat streams pass as they are)."""
     start: Message | None = None
     parts: list[bytes] = []
+    answer_stream = False
 
     async def wrapped(message: Message) -> None:
-        nonlocal start
+        nonlocal start, answer_stream
         if message["type"] == "http.response.start":
             ctype = dict(message.get("headers", ())).get(b"content-type", b"")
             if message["status"] == 200 and ctype.startswith(b"application/json"):
                 start = message
                 return
+            answer_stream = scope["path"] == "/v1/answers" and ctype.startswith(b"text/event-stream")
+        elif message["type"] == "http.response.body" and answer_stream:
+            body = message.get("body", b"")
+            if body.startswith(_ANSWER_EVENT):
+                message = {**message, "body": await _guard_answer_event(body, scope, sec, prompts)}
         elif message["type"] == "http.response.body" and start is not None:
             parts.append(message.get("body", b""))
             if message.get("more_body", False):
