@@ -130,3 +130,25 @@ def test_a_very_long_source_prefix_is_a_plain_filter(store: SQLiteDocumentStore)
     put(store, "flat", "wombat burrows", source="b.md")
     assert ids(store.keyword_search("wombat", 10, ChunkFilter(source_prefix=deep[:-4]))) == [chunk]
     assert store.keyword_search("wombat", 10, ChunkFilter(source_prefix="z" * 5000)) == []
+
+
+def test_another_process_can_open_the_store_right_after_an_ingestion(tmp_path: Path) -> None:
+    """The ingestor commits the keyword index when it ends, releasing its writer: a second store on the
+    same files (a CLI beside a server) opens and searches without a rebuild and without a lock error."""
+    from groundwork.config import ChunkingSettings
+    from groundwork.models.fake import FakeEmbedder
+    from groundwork.rag.ingest import Ingestor
+    from groundwork.stores.faiss_index import FaissVectorStore
+
+    path = tmp_path / "gw.sqlite3"
+    server = SQLiteDocumentStore(path)
+    emb = FakeEmbedder(32)
+    ingestor = Ingestor(server, FaissVectorStore(32), emb, ChunkingSettings())
+    (tmp_path / "doc.md").write_text("# Kiosk\n\nThe lobby kiosk prints visitor badges.\n")
+    ingestor.ingest_paths([tmp_path / "doc.md"])
+    assert server.keywords._writer is None  # committed, writer released
+    cli = SQLiteDocumentStore(path)
+    assert cli.keywords.generation == cli.generation
+    assert len(cli.keyword_search("kiosk badges", 5, ChunkFilter())) == 1
+    cli.close()
+    server.close()

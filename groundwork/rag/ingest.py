@@ -141,6 +141,14 @@ class Ingestor:
         self.chunking = chunking
         self.loaders = dict(LOADERS if loaders is None else loaders)
 
+    def _flush(self) -> None:
+        """Persist the derived indexes: the vector index, and the document store's own (the embedded
+        keyword index commits lazily; committing here releases its writer for other processes)."""
+        commit = getattr(self.documents, "flush", None)
+        if callable(commit):
+            commit()
+        self.vectors.flush(self.documents.generation)
+
     @_serialised
     def ingest_paths(
         self,
@@ -197,7 +205,7 @@ class Ingestor:
             for folder in folders:
                 self._delete_missing(folder, collection, seen, report)
         finally:
-            self.vectors.flush(self.documents.generation)
+            self._flush()
             report.seconds = time.perf_counter() - started
         if self.on_report is not None:
             self.on_report(report)
@@ -226,7 +234,7 @@ class Ingestor:
                 if report.failed:
                     raise IngestionError(report.failed[0][1])
         finally:
-            self.vectors.flush(self.documents.generation)
+            self._flush()
             report.seconds = time.perf_counter() - started
         if self.on_report is not None:
             self.on_report(report)
@@ -239,7 +247,7 @@ class Ingestor:
             return False
         ids = self.documents.delete_document(document_id)
         self.vectors.delete(ids)
-        self.vectors.flush(self.documents.generation)
+        self._flush()
         return True
 
     def _delete_missing(self, folder: Path, collection: str, seen: set[str], report: IngestReport) -> None:

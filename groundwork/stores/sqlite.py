@@ -152,6 +152,10 @@ class SQLiteDocumentStore:
                     modified_at=float(mtime),
                 )
 
+    def flush(self) -> None:
+        """Commit pending keyword-index writes (they are also committed by the next search)."""
+        self.keywords.commit()
+
     def close(self) -> None:
         with self._lock:
             self.keywords.close()
