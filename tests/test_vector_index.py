@@ -105,3 +105,13 @@ def test_ids_out_of_order_still_map_to_their_rows() -> None:
     allowed = ids[::2]
     hits = store.query(vecs[0], 3, allowed)
     assert hits[0][0] == 200 and all(i in set(allowed.tolist()) for i, _ in hits)
+
+
+def test_an_empty_upsert_between_others_changes_nothing() -> None:
+    rng = np.random.default_rng(2)
+    store = FaissVectorStore(DIM, exact_search_below=10)
+    store.upsert(np.array([1, 2], dtype=np.int64), unit(rng, 2))
+    store.upsert(np.zeros(0, dtype=np.int64), np.zeros((0, DIM), dtype=np.float32))  # an empty document
+    v = unit(rng, 1)
+    store.upsert(np.array([3], dtype=np.int64), v)
+    assert len(store) == 3 and store.query(v[0], 1)[0][0] == 3

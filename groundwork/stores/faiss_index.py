@@ -89,6 +89,8 @@ class FaissVectorStore:
     def upsert(self, ids: IdArray, vectors: FloatArray) -> None:
         vecs = self._check(vectors)
         ids = np.asarray(ids, dtype=np.int64)
+        if not len(ids):
+            return  # a document without chunks (nothing to add, and no empty run in the buffer)
         with self._lock:
             if any(int(i) in self._row for i in ids):
                 self.delete(ids)
