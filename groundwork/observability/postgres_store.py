@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 
 from groundwork.config import PostgresSettings
 from groundwork.observability.store import Exchange, Feedback, SpanRecord, Stats, span_row, summarize
-from groundwork.stores.postgres.db import Connection, Migration, PostgresDatabase
+from groundwork.stores.postgres.db import Connection, Migration, PostgresDatabase, open_subsystem_database
 
 SUBSYSTEM = "traces"
 POOL_MAX = 3
@@ -74,15 +74,7 @@ MIGRATIONS = [
 
 def open_trace_database(settings: PostgresSettings, *, migrate: bool | None = None) -> PostgresDatabase:
     """The trace store's database: schema migrated (or checked current), pool open."""
-    return PostgresDatabase(
-        settings.dsn,
-        MIGRATIONS,
-        subsystem=SUBSYSTEM,
-        pool_min=min(settings.pool_min, POOL_MAX),
-        pool_max=max(1, min(settings.pool_max, POOL_MAX)),
-        connect_timeout_s=settings.connect_timeout_s,
-        migrate=settings.migrate_on_start if migrate is None else migrate,
-    )
+    return open_subsystem_database(settings, MIGRATIONS, SUBSYSTEM, pool_cap=POOL_MAX, migrate=migrate)
 
 
 def _record(row: Sequence[Any]) -> SpanRecord:

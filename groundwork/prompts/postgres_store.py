@@ -31,7 +31,7 @@ from groundwork.config import PostgresSettings
 from groundwork.errors import NotFoundError
 from groundwork.prompts.store import LabelEvent, PromptVersion
 from groundwork.prompts.template import PromptTemplate
-from groundwork.stores.postgres.db import Connection, Migration, PostgresDatabase
+from groundwork.stores.postgres.db import Connection, Migration, PostgresDatabase, open_subsystem_database
 
 SUBSYSTEM = "prompts"
 POOL_MAX = 4
@@ -110,14 +110,13 @@ def open_prompt_database(settings: PostgresSettings, *, migrate: bool | None = N
     :class:`~groundwork.errors.StorageError` when the schema is behind (``migrate_on_start: false``) or
     newer than this Groundwork.
     """
-    return PostgresDatabase(
-        settings.dsn,
+    return open_subsystem_database(
+        settings,
         MIGRATIONS,
-        subsystem=SUBSYSTEM,
-        pool_min=min(settings.pool_min, POOL_MAX),
-        pool_max=max(2, min(settings.pool_max, POOL_MAX)),  # 2: `exclusive` holds one while seeding
-        connect_timeout_s=settings.connect_timeout_s,
-        migrate=settings.migrate_on_start if migrate is None else migrate,
+        SUBSYSTEM,
+        pool_cap=POOL_MAX,
+        pool_floor=2,
+        migrate=migrate,  # 2: `exclusive` holds one
     )
 
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from groundwork.config import PostgresSettings
-from groundwork.stores.postgres.db import Connection, Migration, PostgresDatabase
+from groundwork.stores.postgres.db import Connection, Migration, PostgresDatabase, open_subsystem_database
 
 SUBSYSTEM = "security"
 POOL_MAX = 4
@@ -76,15 +76,7 @@ def open_security_database(settings: PostgresSettings, *, migrate: bool | None =
     Raises :class:`~groundwork.errors.ServiceUnavailableError` when the server is unreachable and
     :class:`~groundwork.errors.StorageError` when the schema is behind (``migrate_on_start: false``).
     """
-    return PostgresDatabase(
-        settings.dsn,
-        MIGRATIONS,
-        subsystem=SUBSYSTEM,
-        pool_min=min(settings.pool_min, POOL_MAX),
-        pool_max=max(1, min(settings.pool_max, POOL_MAX)),
-        connect_timeout_s=settings.connect_timeout_s,
-        migrate=settings.migrate_on_start if migrate is None else migrate,
-    )
+    return open_subsystem_database(settings, MIGRATIONS, SUBSYSTEM, pool_cap=POOL_MAX, migrate=migrate)
 
 
 class PostgresSecurityDatabase:

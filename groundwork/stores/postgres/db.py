@@ -20,6 +20,7 @@ import psycopg
 from psycopg import conninfo
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from groundwork.config import PostgresSettings
 from groundwork.errors import ServiceUnavailableError, StorageError
 
 Connection = psycopg.Connection[Any]
@@ -206,3 +207,25 @@ class PostgresDatabase:
     def close(self) -> None:
         """Close every pooled connection."""
         self.pool.close()
+
+
+def open_subsystem_database(
+    settings: PostgresSettings,
+    migrations: Sequence[Migration],
+    subsystem: str,
+    *,
+    pool_cap: int,
+    pool_floor: int = 1,
+    migrate: bool | None = None,
+) -> PostgresDatabase:
+    """The database of a subsystem that keeps its own small pool (at most ``pool_cap`` connections, at
+    least ``pool_floor``): schema migrated (or checked current, ``migrate_on_start``), pool open."""
+    return PostgresDatabase(
+        settings.dsn,
+        migrations,
+        subsystem=subsystem,
+        pool_min=min(settings.pool_min, pool_cap),
+        pool_max=max(pool_floor, min(settings.pool_max, pool_cap)),
+        connect_timeout_s=settings.connect_timeout_s,
+        migrate=settings.migrate_on_start if migrate is None else migrate,
+    )
