@@ -40,7 +40,7 @@ def _container(tmp_path: Path, root: str, groups: dict[str, list[str]], **router
             for g, behaviours in groups.items()
         },
     }
-    settings = dict(num_retries=3, backoff_base_s=0.01, attempt_timeout_s=0.5, timeout_s=10, cooldown_s=5)
+    settings = dict(num_retries=3, backoff_base_s=0.01, attempt_timeout_s=5.0, timeout_s=20, cooldown_s=5)
     settings.update(router)
     return Container(fake_settings(tmp_path / "d", models=models, router=settings))
 
