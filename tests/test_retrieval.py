@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from groundwork.container import Container
-from groundwork.rag.retrieval import Filters, mmr
+from groundwork.rag.retrieval import Filters, Retriever, mmr
 from groundwork.stores.protocols import ChunkFilter
 from tests.conftest import fake_settings
 
@@ -153,3 +153,22 @@ def test_the_only_collection_needs_no_id_filter(fake_container: Container, handb
     fake_container.ingestor.ingest_paths([handbook / "remote-work.md"], collection="other")
     ids = docs.allowed_chunk_ids(ChunkFilter(collection="default"))
     assert ids is not None and len(ids) == docs.list_documents("default")[0].chunk_count
+
+
+def test_a_keyword_hit_newer_than_the_vector_index_is_still_served(
+    fake_container: Container, handbook: Path
+) -> None:
+    """The window between a document's SQLite/keyword commit and its vectors (this process or another)."""
+    c = fake_container
+    c.ingestor.ingest_paths([handbook])
+    keyword_first = Retriever(
+        c.documents,
+        c.vectors,
+        c.query_embedder,
+        c.settings.retrieval.model_copy(update={"vector_weight": 0.0}),
+    )
+    query = "annual leave days full-time staff"
+    top = keyword_first.retrieve(query, top_k=5).chunks[0].chunk
+    c.vectors.delete(c.documents.chunk_ids_of(top.document_id))
+    again = keyword_first.retrieve(query, top_k=5).chunks  # feedback reads the top chunks' vectors
+    assert again[0].chunk.document_id == top.document_id and again[0].vector_score is None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -115,3 +117,43 @@ def test_an_empty_upsert_between_others_changes_nothing() -> None:
     v = unit(rng, 1)
     store.upsert(np.array([3], dtype=np.int64), v)
     assert len(store) == 3 and store.query(v[0], 1)[0][0] == 3
+
+
+def _wait_for(condition: object, seconds: float = 10.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():  # type: ignore[operator]
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_an_index_follows_what_another_process_saved_in_its_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(FaissVectorStore, "FOLLOW_INTERVAL_S", 0.0)
+    rng = np.random.default_rng(11)
+    vecs = unit(rng, 300)
+    writer = FaissVectorStore(DIM, exact_search_below=50, directory=tmp_path)
+    writer.upsert(np.arange(1, 201, dtype=np.int64), vecs[:200])
+    writer.prepare()
+    writer.flush(1)
+    server = FaissVectorStore(DIM, exact_search_below=50, directory=tmp_path)
+    server._load(tmp_path, json.loads((tmp_path / "vectors.meta.json").read_text()))
+    server._seen = faiss_index._stat(tmp_path)
+
+    writer.upsert(np.arange(201, 301, dtype=np.int64), vecs[200:])  # "the CLI" adds and deletes
+    writer.delete(np.arange(1, 11, dtype=np.int64))
+    writer.flush(2)
+    assert _wait_for(lambda: server.query(vecs[250], 1) == [(251, pytest.approx(1.0, abs=1e-4))])
+    assert len(server) == 290 and server._generation == 2
+    assert server._hnsw is not None and server._hnsw.ntotal == 300  # the saved graph, not a rebuild
+    assert all(i > 10 for i, _ in server.query(vecs[0], 20))
+
+    server.upsert(np.asarray([400], dtype=np.int64), unit(rng, 1))  # a writer itself keeps its own rows
+    writer.upsert(np.asarray([401], dtype=np.int64), unit(rng, 1))
+    writer.flush(3)
+    for _ in range(20):
+        server.query(vecs[0], 1)
+        time.sleep(0.01)
+    assert server._generation == 2 and len(server) == 291

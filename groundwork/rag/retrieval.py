@@ -192,6 +192,23 @@ class Retriever:
             )
         return minmax_fusion([(vector_hits, s.vector_weight), (keyword_hits, s.keyword_weight)])
 
+    def _vectors_of(self, ids: list[int]) -> npt.NDArray[np.float32]:
+        """The vectors of ``ids`` that the vector store holds.
+
+        A keyword hit can be newer than the vector store: a document being written by this process, or
+        by another one (``groundwork ingest`` beside a server) before the vector index reloads.
+        """
+        try:
+            return self.vectors.get_vectors(np.asarray(ids, dtype=np.int64))
+        except KeyError:
+            held = []
+            for i in ids:
+                try:
+                    held.append(self.vectors.get_vectors(np.asarray([i], dtype=np.int64))[0])
+                except KeyError:
+                    continue
+            return np.asarray(held, dtype=np.float32) if held else np.zeros((0, 1), dtype=np.float32)
+
     def _feedback(
         self,
         query: str,
@@ -203,8 +220,8 @@ class Retriever:
         """Search again with the query widened by the top fused chunks (only chunks the caller may read)."""
         s = self.settings
         ids = [i for i, _ in fused[: s.feedback_docs]]
-        centroid = self.vectors.get_vectors(np.asarray(ids, dtype=np.int64)).mean(axis=0)
-        widened = qvec + s.feedback_vector_beta * centroid
+        held = self._vectors_of(ids)
+        widened = qvec + s.feedback_vector_beta * held.mean(axis=0) if len(held) else qvec
         widened = (widened / max(float(np.linalg.norm(widened)), 1e-9)).astype(np.float32)
         vector_hits = self.vectors.query(widened, s.candidates, allowed)
         texts = [c.text for c in self.documents.get_chunks(ids).values()]

@@ -19,8 +19,10 @@ with one vectorised binary search instead of a dict lookup per id (496 ms at 1M)
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +36,16 @@ try:  # faiss is a hard dependency, but keep the error explicit
 except ImportError as exc:  # pragma: no cover
     raise StorageError("faiss-cpu is not installed: pip install faiss-cpu") from exc
 
+log = logging.getLogger(__name__)
+
 
 class FaissVectorStore:
     """The embedded :class:`~groundwork.stores.protocols.VectorStore`."""
 
     COMPACT_SHARE = 0.25
     """Compact (and rebuild the graph) when this share of rows are tombstones."""
+    FOLLOW_INTERVAL_S = 1.0
+    """How often a query may look for an index another process saved in the same directory."""
 
     def __init__(
         self,
@@ -55,6 +61,11 @@ class FaissVectorStore:
         self.hnsw_m = hnsw_m
         self.ef_search = ef_search
         self._lock = threading.RLock()
+        self._generation: int | None = None  # of the files this process last loaded or saved
+        self._seen: tuple[int, int] | None = None  # their metadata file's (mtime, size)
+        self._dirty = False  # writes not saved yet
+        self._checked = 0.0
+        self._reloading = False
         self._reset()
 
     def _reset(self, ids: IdArray | None = None, vecs: FloatArray | None = None) -> None:
@@ -99,6 +110,7 @@ class FaissVectorStore:
             if len(ids) and ((last is not None and ids[0] <= last) or np.any(np.diff(ids) <= 0)):
                 self._sorted = False
             self._pending.append((ids, vecs))
+            self._dirty = True
             for offset, i in enumerate(ids):
                 self._row[int(i)] = start + offset
 
@@ -108,6 +120,7 @@ class FaissVectorStore:
             rows = [self._row.pop(int(i)) for i in ids if int(i) in self._row]
             if not rows:
                 return
+            self._dirty = True
             self._alive[rows] = False
             dead = len(self._ids) - len(self._row)
             if dead > self.COMPACT_SHARE * len(self._ids):
@@ -151,6 +164,7 @@ class FaissVectorStore:
 
     def query(self, vector: FloatArray, k: int, allowed: IdArray | None = None) -> list[tuple[int, float]]:
         q = self._check(np.asarray(vector, dtype=np.float32).reshape(1, -1))
+        self.follow()
         with self._lock:
             self._consolidate()
             if not self._row or k <= 0:
@@ -223,8 +237,16 @@ class FaissVectorStore:
             }
             (directory / "vectors.meta.tmp").write_text(json.dumps(meta))
             os.replace(directory / "vectors.meta.tmp", directory / "vectors.meta.json")
+            if directory == self.directory:
+                self._generation, self._seen, self._dirty = generation, _stat(directory), False
 
-    def _load(self, directory: Path, meta: dict[str, Any]) -> None:
+    def _load(self, directory: Path, meta: dict[str, Any], *, background: bool = False) -> bool:
+        """Replace the contents with the saved files that ``meta`` describes.
+
+        ``background``: a reload while queries run. A missing graph is built before the swap (not under
+        the lock, where queries would wait for it), and the swap is skipped (``False``) if this process
+        has written since.
+        """
         with np.load(directory / "vectors.npz") as data:
             ids, vecs = data["ids"], data["vecs"].astype(np.float32)
             alive = data["alive"] if "alive" in data else np.ones(len(ids), dtype=bool)
@@ -235,11 +257,46 @@ class FaissVectorStore:
             graph = faiss.read_index(str(directory / "hnsw.faiss"))
             if graph.ntotal != len(ids) or graph.d != self.dimensions:
                 graph = None
+        if background and graph is None and int(alive.sum()) > self.exact_search_below:
+            graph = faiss.IndexHNSWFlat(self.dimensions, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            graph.hnsw.efConstruction = 80
+            graph.add(vecs)
         with self._lock:
+            if background and self._dirty:
+                return False
             self._reset(ids, vecs)
             self._alive = alive.astype(bool)
             self._row = {int(i): r for r, i in enumerate(ids) if self._alive[r]}
             self._hnsw = graph
+            self._generation, self._dirty = int(meta["generation"]), False
+            return True
+
+    def follow(self) -> None:
+        """Load, in the background, an index that another process saved in this directory since."""
+        directory = self.directory
+        now = time.monotonic()
+        if directory is None or self._reloading or now - self._checked < self.FOLLOW_INTERVAL_S:
+            return
+        self._checked = now
+        state = _stat(directory)
+        if state is None or state == self._seen or self._dirty:
+            return  # unchanged, or this process writes too: its own next save is the newer one
+        self._reloading = True
+        threading.Thread(
+            target=self._reload, args=(directory, state), name="groundwork-vector-reload", daemon=True
+        ).start()
+
+    def _reload(self, directory: Path, state: tuple[int, int]) -> None:
+        try:
+            meta = json.loads((directory / "vectors.meta.json").read_text())
+            fresh = meta["generation"] != self._generation and meta["dimensions"] == self.dimensions
+            if fresh and self._load(directory, meta, background=True):
+                log.info("vector index reloaded: generation %s, %s rows", meta["generation"], meta["count"])
+            self._seen = state
+        except Exception as exc:  # a save in progress (files of two generations): try again at the next look
+            log.info("vector index not reloaded yet (%s); retrying", exc)
+        finally:
+            self._reloading = False
 
     def load_or_rebuild(self, directory: Path, store: DocumentStore) -> bool:
         """Load the saved index if it matches ``store.generation``, else rebuild it from ``store``.
@@ -248,9 +305,11 @@ class FaissVectorStore:
         """
         generation = store.generation
         try:
+            state = _stat(directory)
             meta = json.loads((directory / "vectors.meta.json").read_text())
             if meta["generation"] == generation and meta["dimensions"] == self.dimensions:
                 self._load(directory, meta)
+                self._seen = state if directory == self.directory else None
                 return False
         except Exception:  # missing, truncated or foreign files: the index is derived data, rebuild it
             pass
@@ -260,3 +319,12 @@ class FaissVectorStore:
                 self.upsert(ids, vecs)
         self.save(directory, generation)
         return True
+
+
+def _stat(directory: Path) -> tuple[int, int] | None:
+    """The saved metadata file's modification time and size, or ``None`` if there is none."""
+    try:
+        st = os.stat(directory / "vectors.meta.json")
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
