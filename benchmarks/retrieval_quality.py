@@ -10,10 +10,12 @@ every judged doc (score >= 1) as relevant; all 225 queries are averaged (a query
     .venv/bin/python benchmarks/retrieval_quality.py [--data /work/shared/data/cranfield]
         [--vector-weight W --keyword-weight W --rrf-k K --candidates N]   # one extra "custom" row
 
-Rows: keyword alone (vector_weight 0), vectors alone (keyword_weight 0), hybrid (the defaults: min-max
-fusion over 100 candidates per side plus one round of pseudo-relevance feedback, see
-``groundwork/rag/feedback.py``), the earlier default (RRF over 30 candidates, no feedback), and a custom
-row when any retrieval override is given. The "alone" rows still run the feedback round.
+Rows: keyword alone (vector_weight 0), vectors alone (keyword_weight 0), hybrid (the defaults: z-score
+fusion over 100 candidates per side, one round of pseudo-relevance feedback, score regularisation over
+the candidates' vectors, see ``groundwork/rag/feedback.py``), the hybrid without the regularisation, the
+previous default (min-max fusion, no regularisation), the first default (RRF over 30 candidates, no
+feedback), and a custom row when any retrieval override is given. The "alone" rows still run the
+feedback round and the regularisation (which uses the vectors even in the keyword-only row).
 Next to them, the plain baselines of ``baselines.py`` computed in the same run: MiniLM dense over
 ``title + " " + text`` always, and BM25 (bm25s, k1=1.5, b=0.75, English
 stopwords, Snowball stemmer) when ``bm25s`` and ``PyStemmer`` can be imported (they are no dependency of
@@ -281,9 +283,14 @@ def main() -> None:
             ("Groundwork keyword only (vector_weight 0)", {"vector_weight": 0.0}),
             ("Groundwork vectors only (keyword_weight 0)", {"keyword_weight": 0.0}),
             ("Groundwork hybrid (defaults)", {}),
+            ("Groundwork hybrid without score regularisation", {"smoothing_neighbours": 0}),
+            (
+                "Groundwork previous default (min-max, no regularisation)",
+                {"fusion": "minmax", "smoothing_neighbours": 0},
+            ),
             (
                 "Groundwork before feedback (RRF, 30 candidates, no feedback)",
-                {"fusion": "rrf", "candidates": 30, "feedback_docs": 0},
+                {"fusion": "rrf", "candidates": 30, "feedback_docs": 0, "smoothing_neighbours": 0},
             ),
         ]
         custom = {

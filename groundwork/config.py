@@ -171,13 +171,14 @@ class ChunkingSettings(_Section):
 
 
 class RetrievalSettings(_Section):
-    """Hybrid retrieval: vectors and keywords fused with reciprocal rank fusion."""
+    """Hybrid retrieval: vector and keyword search fused, one feedback round, score regularisation."""
 
     top_k: int = Field(default=4, ge=1, le=100)
     candidates: int = Field(default=100, ge=1, le=1000)
-    fusion: Literal["minmax", "rrf"] = Field(
-        default="minmax",
-        description="minmax: weighted sum of normalised scores; rrf: reciprocal rank fusion.",
+    fusion: Literal["zscore", "minmax", "rrf"] = Field(
+        default="zscore",
+        description="zscore / minmax: weighted sum of standardised / min-max normalised scores; rrf: reciprocal"
+        " rank fusion.",
     )
     feedback_docs: int = Field(
         default=3, ge=0, le=20, description="Pseudo-relevance feedback chunks; 0: off."
@@ -191,6 +192,16 @@ class RetrievalSettings(_Section):
     feedback_query_weight: float = Field(default=0.7, ge=0, le=1)
     feedback_vector_beta: float = Field(default=1.0, ge=0)
     rrf_k: int = Field(default=60, ge=1)
+    smoothing_neighbours: int = Field(
+        default=3,
+        ge=0,
+        le=50,
+        description="Score regularisation: each fused candidate borrows the scores of this many nearest"
+        " candidates (by vector); 0: off.",
+    )
+    smoothing_weight: float = Field(
+        default=0.5, ge=0, le=1, description="Share of a candidate's score borrowed from its neighbours."
+    )
     mmr_lambda: float | None = Field(
         default=None, ge=0, le=1, description="Diversify results with maximal marginal relevance (1 = off)."
     )
@@ -526,13 +537,15 @@ chunking:
 retrieval:
   top_k: 4
   candidates: 100         # per retriever, before fusion
-  fusion: minmax          # minmax (normalised scores, weighted) | rrf (reciprocal rank fusion, rrf_k)
+  fusion: zscore          # zscore | minmax (standardised | normalised scores, weighted) | rrf (rrf_k)
   feedback_docs: 3        # one round of pseudo-relevance feedback from the top fused chunks (0: off)
   feedback_terms: 20      # expansion terms for the keyword query (RM3)
   feedback_max_chunks: 20000  # feedback costs ~0.6 s a query at 100k chunks: off above this size
   feedback_query_weight: 0.7  # share of the original query words in the expanded keyword query
   feedback_vector_beta: 1.0   # Rocchio: query vector + beta * mean of the feedback chunks' vectors
   rrf_k: 60
+  smoothing_neighbours: 3 # score regularisation: each candidate borrows from its 3 nearest (0: off)
+  smoothing_weight: 0.5   # share of a candidate's score borrowed from those neighbours
   mmr_lambda: null        # e.g. 0.7 to diversify the top-k with maximal marginal relevance
   vector_weight: 1.0
   keyword_weight: 1.0

@@ -17,6 +17,9 @@ import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 
+import numpy as np
+import numpy.typing as npt
+
 from groundwork.stores.sqlite import STOPWORDS, TOKEN
 
 
@@ -55,6 +58,64 @@ def minmax_fusion(lists: Sequence[tuple[Sequence[tuple[int, float]], float]]) ->
         for i, s in hits:
             scores[i] = scores.get(i, 0.0) + weight * (s - lo) / span
     return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+def zscore_fusion(lists: Sequence[tuple[Sequence[tuple[int, float]], float]]) -> list[tuple[int, float]]:
+    """Weighted sum of standardised scores (``(s - mean) / std`` of each list, shifted so its lowest is 0).
+
+    Unlike min-max, one outlier at either end of a list does not squeeze the others together; an id
+    missing from a list gets that list's lowest score, 0. On Cranfield: nDCG@10 +0.003 over min-max alone,
+    +0.006 with :func:`neighbour_smoothing` (``benchmarks/RESULTS.md``).
+    """
+    scores: dict[int, float] = {}
+    for hits, weight in lists:
+        if not hits or weight == 0:
+            continue
+        values = np.asarray([s for _, s in hits], dtype=np.float64)
+        z = (values - values.mean()) / max(float(values.std()), 1e-9)
+        z -= z.min()
+        for (i, _), v in zip(hits, z.tolist(), strict=True):
+            scores[i] = scores.get(i, 0.0) + weight * v
+    return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+def neighbour_smoothing(
+    ranked: Sequence[tuple[int, float]],
+    vectors: npt.NDArray[np.float32],
+    neighbours: int,
+    weight: float,
+    documents: Sequence[str] | None = None,
+) -> list[tuple[int, float]]:
+    """Re-rank by score regularisation (Diaz, 2005): a chunk borrows the scores of its nearest neighbours.
+
+    ``ranked`` is a fused list, best first, and ``vectors`` its chunks' normalised vectors (same order).
+    Scores are min-max normalised to [0, 1]; each chunk's new score is ``(1 - weight) * own + weight *``
+    the cosine-weighted mean score of its ``neighbours`` most similar chunks *in this list*. A chunk that
+    resembles other strong candidates rises; a lone lexical or embedding accident sinks (the cluster
+    hypothesis). The cost is one ``n x n`` product of the candidates' vectors.
+
+    With ``documents`` (each chunk's document id), neighbours come from other documents only: the chunks
+    of one long document resemble each other, and would otherwise vouch for each other (the handbook's
+    holiday calendar, six near-identical chunks, pushed the leave policy out of the top 3 that way).
+    """
+    n = len(ranked)
+    k = min(neighbours, n - 1)
+    if k <= 0 or weight <= 0:
+        return list(ranked)
+    f = np.asarray([s for _, s in ranked], dtype=np.float64)
+    f = (f - f.min()) / max(float(f.max() - f.min()), 1e-9)
+    v = np.asarray(vectors, dtype=np.float32)
+    sims = (v @ v.T).astype(np.float64)
+    np.fill_diagonal(sims, -np.inf)
+    if documents is not None:
+        doc = np.asarray(documents, dtype=object)
+        sims[doc[:, None] == doc[None, :]] = -np.inf
+    nearest = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+    w = np.take_along_axis(sims, nearest, axis=1).clip(min=0.0)  # -inf (same chunk or document): no vote
+    borrowed = (f[nearest] * w).sum(axis=1) / np.maximum(w.sum(axis=1), 1e-9)
+    g = (1 - weight) * f + weight * borrowed
+    order = sorted(range(n), key=lambda j: (-g[j], ranked[j][0]))
+    return [(ranked[j][0], float(g[j])) for j in order]
 
 
 def feedback_match(
