@@ -177,8 +177,8 @@ class RetrievalSettings(_Section):
     candidates: int = Field(default=100, ge=1, le=1000)
     fusion: Literal["zscore", "minmax", "rrf"] = Field(
         default="zscore",
-        description="zscore / minmax: weighted sum of standardised / min-max normalised scores; rrf: reciprocal"
-        " rank fusion.",
+        description="zscore / minmax: weighted sum of standardised / min-max normalised scores;"
+        " rrf: reciprocal rank fusion.",
     )
     feedback_docs: int = Field(
         default=3, ge=0, le=20, description="Pseudo-relevance feedback chunks; 0: off."

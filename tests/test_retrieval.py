@@ -172,3 +172,55 @@ def test_a_keyword_hit_newer_than_the_vector_index_is_still_served(
     c.vectors.delete(c.documents.chunk_ids_of(top.document_id))
     again = keyword_first.retrieve(query, top_k=5).chunks  # feedback reads the top chunks' vectors
     assert again[0].chunk.document_id == top.document_id and again[0].vector_score is None
+
+
+def test_zscore_fusion_standardises_each_list() -> None:
+    from groundwork.rag.feedback import zscore_fusion
+
+    # one list: mean 5/3, std sqrt(8/9): z = (1.414, -0.707, -0.707), shifted so the lowest is 0
+    fused = zscore_fusion([([(1, 3.0), (2, 1.0), (3, 1.0)], 1.0)])
+    assert [i for i, _ in fused] == [1, 2, 3]
+    assert [s for _, s in fused] == pytest.approx([3 / 2**0.5, 0.0, 0.0])
+    # a missing id gets nothing from a list; weights scale each list; weight 0 drops one
+    fused = dict(zscore_fusion([([(1, 2.0), (2, 0.0)], 1.0), ([(3, 5.0), (1, 1.0)], 0.5)]))
+    assert fused == pytest.approx({1: 2.0, 2: 0.0, 3: 1.0})
+    assert zscore_fusion([([(1, 2.0)], 0.0), ([], 1.0)]) == []
+
+
+def test_neighbour_smoothing_lifts_corroborated_chunks_but_not_by_their_own_document() -> None:
+    from groundwork.rag.feedback import neighbour_smoothing
+
+    e = np.eye(4, dtype=np.float32)
+    twin = e[1] + 0.1 * e[2]
+    vectors = np.stack([e[0], e[1], twin / np.linalg.norm(twin), e[3]])
+    ranked = [(1, 1.0), (2, 0.9), (3, 0.8), (4, 0.0)]
+    # 1 is alone (no similar candidate): 0.5 * 1.0; 2 and 3 vouch for each other: 0.45 + 0.4 = 0.85
+    smoothed = neighbour_smoothing(ranked, vectors, neighbours=1, weight=0.5)
+    assert [i for i, _ in smoothed] == [2, 3, 1, 4]
+    assert [s for _, s in smoothed] == pytest.approx([0.85, 0.85, 0.5, 0.0])
+    # the same two chunks from one document: no vote, the order stays
+    same_doc = neighbour_smoothing(ranked, vectors, 1, 0.5, documents=["a", "b", "b", "c"])
+    assert [i for i, _ in same_doc] == [1, 2, 3, 4]
+    assert neighbour_smoothing(ranked, vectors, 0, 0.5) == ranked
+    assert neighbour_smoothing(ranked[:1], vectors[:1], 3, 0.5) == ranked[:1]
+
+
+def test_score_regularisation_in_the_retriever(tmp_path: Path, handbook: Path) -> None:
+    plain = Container(fake_settings(tmp_path / "a", retrieval={"smoothing_neighbours": 0}))
+    smooth = Container(fake_settings(tmp_path / "b"))
+    defaults = smooth.settings.retrieval
+    assert defaults.smoothing_neighbours == 3 and defaults.fusion == "zscore"
+    for c in (plain, smooth):
+        c.ingestor.ingest_paths([handbook])
+    q = "annual leave days carried over"
+    a = plain.retriever.retrieve(q, top_k=100)
+    b = smooth.retriever.retrieve(q, top_k=100)
+    assert {sc.chunk.id for sc in a.chunks} == {sc.chunk.id for sc in b.chunks}  # a re-ranking only
+    assert [sc.chunk.id for sc in a.chunks] != [sc.chunk.id for sc in b.chunks]
+    scores = [sc.score for sc in b.chunks]
+    assert scores == sorted(scores, reverse=True)
+    # chunks past the pool (rows 6-8 of the 116 stored) keep their order, below it
+    fused = [(i, 10.0 - i) for i in range(1, 9)]
+    out = smooth.retriever._smooth(fused, 5)
+    assert sorted(i for i, _ in out[:5]) == [1, 2, 3, 4, 5] and [i for i, _ in out[5:]] == [6, 7, 8]
+    assert max(s for _, s in out[5:]) < min(s for _, s in out[:5])
