@@ -217,6 +217,7 @@ def test_score_regularisation_in_the_retriever(tmp_path: Path, handbook: Path) -
     b = smooth.retriever.retrieve(q, top_k=100)
     assert {sc.chunk.id for sc in a.chunks} == {sc.chunk.id for sc in b.chunks}  # a re-ranking only
     assert [sc.chunk.id for sc in a.chunks] != [sc.chunk.id for sc in b.chunks]
+    assert "smoothing" in b.timings and "smoothing" not in a.timings
     scores = [sc.score for sc in b.chunks]
     assert scores == sorted(scores, reverse=True)
     # chunks past the pool (rows 6-8 of the 116 stored) keep their order, below it

@@ -161,6 +161,8 @@ class Retriever:
         t3 = time.perf_counter()
         if s.smoothing_neighbours and s.smoothing_weight and len(fused) > 1:
             fused = self._smooth(fused, max(s.candidates, k))
+            timings["smoothing"] = time.perf_counter() - t3
+            t3 = time.perf_counter()
         if s.mmr_lambda is not None and len(fused) > k:
             pool = fused[: max(4 * k, 20)]
             ids = np.asarray([i for i, _ in pool], dtype=np.int64)
