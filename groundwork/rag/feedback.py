@@ -9,6 +9,10 @@ parameter tuning alone were worth about +0.01 each, a MaxSim re-ranker over Mini
   query, so a weight is expressed by repeating the phrase (quantised to ``levels`` steps);
 * vector side (Rocchio): ``normalise(q + beta * mean(feedback vectors))``, from the stored vectors, so no
   second embedding.
+
+After the feedback round the fused list is re-ranked by score regularisation over the candidates' stored
+vectors (:func:`neighbour_smoothing`): nDCG@10 0.443 -> 0.455 with z-score fusion (:func:`zscore_fusion`),
+0.440 -> 0.451 with min-max. Proximity (phrase) queries on the keyword side were worth nothing.
 """
 
 from __future__ import annotations
