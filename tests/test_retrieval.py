@@ -222,6 +222,7 @@ def test_score_regularisation_in_the_retriever(tmp_path: Path, handbook: Path) -
     assert scores == sorted(scores, reverse=True)
     # chunks past the pool (rows 6-8 of the 116 stored) keep their order, below it
     fused = [(i, 10.0 - i) for i in range(1, 9)]
-    out = smooth.retriever._smooth(fused, 5)
+    out, chunks = smooth.retriever._smooth(fused, 5)
+    assert sorted(chunks) == [1, 2, 3, 4, 5]
     assert sorted(i for i, _ in out[:5]) == [1, 2, 3, 4, 5] and [i for i, _ in out[5:]] == [6, 7, 8]
     assert max(s for _, s in out[5:]) < min(s for _, s in out[:5])

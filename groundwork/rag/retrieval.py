@@ -28,7 +28,7 @@ from groundwork.rag.feedback import (
     zscore_fusion,
 )
 from groundwork.stores.protocols import ChunkFilter, DocumentStore, VectorStore
-from groundwork.types import LOCAL_ADMIN, Principal, ScoredChunk
+from groundwork.types import LOCAL_ADMIN, Chunk, Principal, ScoredChunk
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,8 +159,9 @@ class Retriever:
             fused = self._fuse(vector_hits, keyword_hits)
             timings["feedback"] = time.perf_counter() - t3
         t3 = time.perf_counter()
+        fetched: dict[int, Chunk] = {}
         if s.smoothing_neighbours and s.smoothing_weight and len(fused) > 1:
-            fused = self._smooth(fused, max(s.candidates, k))
+            fused, fetched = self._smooth(fused, max(s.candidates, k))
             timings["smoothing"] = time.perf_counter() - t3
             t3 = time.perf_counter()
         if s.mmr_lambda is not None and len(fused) > k:
@@ -174,7 +175,10 @@ class Retriever:
             )
             fused = [pool[i] for i in picked]  # the rerank step
         fused = fused[:k]
-        chunks = self.documents.get_chunks([i for i, _ in fused])
+        chunks = {i: fetched[i] for i, _ in fused if i in fetched}
+        missing = [i for i, _ in fused if i not in fetched]
+        if missing:
+            chunks.update(self.documents.get_chunks(missing))
         vscore = dict(vector_hits)
         kscore = dict(keyword_hits)
         scored = tuple(
@@ -204,9 +208,11 @@ class Retriever:
         fuse = zscore_fusion if s.fusion == "zscore" else minmax_fusion
         return fuse([(vector_hits, s.vector_weight), (keyword_hits, s.keyword_weight)])
 
-    def _smooth(self, fused: list[tuple[int, float]], pool_size: int) -> list[tuple[int, float]]:
+    def _smooth(
+        self, fused: list[tuple[int, float]], pool_size: int
+    ) -> tuple[list[tuple[int, float]], dict[int, Chunk]]:
         """Score regularisation over the ``pool_size`` best fused chunks (see :func:`neighbour_smoothing`),
-        neighbours taken from other documents.
+        neighbours taken from other documents; also returns the pool's chunks (the top k are among them).
 
         The chunks past the pool keep their order below it (their scores scaled as the pool's were).
         """
@@ -220,7 +226,7 @@ class Retriever:
         lo = min(sc for _, sc in pool)
         span = max(max(sc for _, sc in pool) - lo, 1e-9)
         below = min((sc for _, sc in smoothed), default=0.0)
-        return smoothed + [(i, below + (1 - s.smoothing_weight) * (sc - lo) / span) for i, sc in rest]
+        return smoothed + [(i, below + (1 - s.smoothing_weight) * (sc - lo) / span) for i, sc in rest], chunks
 
     def _vectors_of(self, ids: list[int]) -> npt.NDArray[np.float32]:
         """The vectors of ``ids`` that the vector store holds.
