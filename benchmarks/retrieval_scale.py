@@ -547,6 +547,7 @@ def report(results: list[SizeResult], embed: dict[str, Any] | None, notes: list[
         "vector_search": "vector search",
         "keyword_search": "keyword search",
         "feedback": "pseudo-relevance feedback pass (vector + keyword again)",
+        "smoothing": "score regularisation (pool vectors + chunks)",
         "fuse": "fuse + fetch chunks",
     }
     for label in results[0].serve["breakdown_ms"]:
