@@ -226,3 +226,22 @@ def test_score_regularisation_in_the_retriever(tmp_path: Path, handbook: Path) -
     assert sorted(chunks) == [1, 2, 3, 4, 5]
     assert sorted(i for i, _ in out[:5]) == [1, 2, 3, 4, 5] and [i for i, _ in out[5:]] == [6, 7, 8]
     assert max(s for _, s in out[5:]) < min(s for _, s in out[:5])
+
+
+def test_score_regularisation_survives_a_chunk_deleted_mid_search(
+    fake_container: Container, handbook: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_container.ingestor.ingest_paths([handbook])
+    r = fake_container.retriever
+    fused = [(i, 10.0 - i) for i in range(1, 9)]
+    out, chunks = r._smooth([(999_999, 11.0), *fused], 5)  # no such chunk: dropped, not a KeyError
+    assert 999_999 not in chunks and {i for i, _ in out} == set(range(1, 9))
+
+    def gone(ids: object) -> object:
+        raise KeyError(1)
+
+    monkeypatch.setattr(r.vectors, "get_vectors", gone)
+    out, _ = r._smooth(fused, 5)
+    assert out == fused  # the fused order, unregularised
+    r.settings = r.settings.model_copy(update={"feedback_docs": 0})  # feedback reads vectors too
+    assert r.retrieve("annual leave", top_k=3).chunks

@@ -217,11 +217,16 @@ class Retriever:
         The chunks past the pool keep their order below it (their scores scaled as the pool's were).
         """
         s = self.settings
-        pool, rest = fused[:pool_size], fused[pool_size:]
-        ids = [i for i, _ in pool]
-        vectors = self.vectors.get_vectors(np.asarray(ids, dtype=np.int64))
-        chunks = self.documents.get_chunks(ids)
-        documents = [chunks[i].document_id if i in chunks else str(i) for i in ids]
+        chunks = self.documents.get_chunks([i for i, _ in fused[:pool_size]])
+        # a chunk deleted since the searches drops out here (the final fetch would drop it anyway)
+        pool, rest = [(i, sc) for i, sc in fused[:pool_size] if i in chunks], fused[pool_size:]
+        if len(pool) < 2:
+            return pool + rest, chunks
+        try:
+            vectors = self.vectors.get_vectors(np.asarray([i for i, _ in pool], dtype=np.int64))
+        except KeyError:  # a vector deleted, its row not yet: keep the fused order this once
+            return pool + rest, chunks
+        documents = [chunks[i].document_id for i, _ in pool]
         smoothed = neighbour_smoothing(pool, vectors, s.smoothing_neighbours, s.smoothing_weight, documents)
         lo = min(sc for _, sc in pool)
         span = max(max(sc for _, sc in pool) - lo, 1e-9)
