@@ -224,7 +224,7 @@ class Retriever:
             return pool + rest, chunks
         try:
             vectors = self.vectors.get_vectors(np.asarray([i for i, _ in pool], dtype=np.int64))
-        except KeyError:  # a vector deleted, its row not yet: keep the fused order this once
+        except KeyError:  # a keyword hit newer than the vector store (see _vectors_of): the fused order
             return pool + rest, chunks
         documents = [chunks[i].document_id for i, _ in pool]
         smoothed = neighbour_smoothing(pool, vectors, s.smoothing_neighbours, s.smoothing_weight, documents)
