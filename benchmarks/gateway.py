@@ -397,13 +397,15 @@ def start_groundwork(
     sample_ratio: float = 1.0,
     name: str | None = None,
     pythonpath: str | None = None,
+    observability_extra: str = "",
 ) -> Target:
     port = free_port()
     name = name or ("groundwork" if observability else "groundwork-obs-off")
     config = work / f"{name}.yaml"
     config.write_text(
         f"data_dir: {work / name}\n"
-        f"observability: {{enabled: {str(observability).lower()}, sample_ratio: {sample_ratio}}}\n"
+        f"observability: {{enabled: {str(observability).lower()}, sample_ratio: {sample_ratio}"
+        f"{', ' + observability_extra if observability_extra else ''}}}\n"
         "embeddings: {provider: fake}\n"
         # dev mode, as measured before API keys existed (issue 6): keys and guards add ~0.1 ms a request
         "security: {auth: false}\n"

@@ -21,9 +21,13 @@ Two figures per variant, each the median over the rounds, and their cost against
   (cost = 1 - off/on).
 
 Variants: ``off`` (``observability.enabled: false``), ``on`` (the default: every request traced, spans
-to the local trace store, metrics), ``on, sample_ratio S`` for each ``--sample-ratios``, and with
-``--baseline PATH`` ``on (baseline)``: the default configuration served by the ``groundwork`` package
-found in ``PATH`` (put first on ``PYTHONPATH``), e.g. an older commit unpacked with ``git archive``.
+to the local trace store, metrics), ``on, sample_ratio S`` for each ``--sample-ratios``; with
+``--breakdown`` a second ``off`` server (how far two identical servers differ: the noise floor),
+``metrics only`` (``sample_ratio: 0``) and ``on, no trace store``; with ``--baseline PATH``
+``on (baseline)``: the default configuration served by the ``groundwork`` package found in ``PATH``
+(put first on ``PYTHONPATH``), e.g. an older commit unpacked with ``git archive``. At the end, each
+server's dropped spans and failed exports (its ``/metrics``) are listed: a cost figure means little if
+spans were dropped.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import random
 import statistics
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,6 +72,19 @@ class Variant:
     on: bool
     sample_ratio: float = 1.0
     pythonpath: str | None = None
+    extra: str = ""  # more observability settings, YAML flow style (``trace_store: false``)
+
+
+def export_counts(port: int) -> dict[str, float]:
+    """``groundwork_spans_dropped_total`` and ``groundwork_spans_export_failed_total`` of a server."""
+    with urllib.request.urlopen(f"http://{HOST}:{port}/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    counts: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith(("groundwork_spans_dropped_total", "groundwork_spans_export_failed_total")):
+            name, value = line.rsplit(" ", 1)
+            counts[name.removeprefix("groundwork_spans_")] = float(value)
+    return counts
 
 
 def _cost(value: float, base: float) -> str:
@@ -81,10 +99,22 @@ def main() -> None:
     parser.add_argument("--sample-ratios", default="0.1")
     parser.add_argument("--baseline", help="a directory holding another groundwork package to measure too")
     parser.add_argument("--groundwork", default=str(ROOT / ".venv" / "bin" / "groundwork"))
+    parser.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="add variants that tell the parts apart: a second 'off' server (the spread between two "
+        "identical servers), metrics only (sample_ratio 0) and spans without the trace store",
+    )
     args = parser.parse_args()
     concurrency = [int(c) for c in args.concurrency.split(",")]
     variants = [Variant("off", False), Variant("on", True)]
     variants += [Variant(f"on, sample_ratio {r}", True, float(r)) for r in args.sample_ratios.split(",") if r]
+    if args.breakdown:
+        variants += [
+            Variant("off (second server)", False),
+            Variant("metrics only (sample_ratio 0)", True, 0.0),
+            Variant("on, no trace store", True, 1.0, extra="trace_store: false"),
+        ]
     if args.baseline:
         variants.append(Variant("on (baseline)", True, 1.0, str(Path(args.baseline).resolve())))
     rps: dict[tuple[str, int], list[float]] = {}
@@ -105,6 +135,7 @@ def main() -> None:
                     v.sample_ratio,
                     name=f"gw{i}",
                     pythonpath=v.pythonpath,
+                    observability_extra=v.extra,
                 )
                 for i, v in enumerate(variants)
             }
@@ -134,6 +165,7 @@ def main() -> None:
                             file=sys.stderr,
                         )
                 load.append(_loadavg())
+            exports = {v.name: export_counts(targets[v.name].port) for v in variants if v.on}
         finally:
             procs.stop_all()
     print(
@@ -155,6 +187,9 @@ def main() -> None:
                 f"| {v.name} | {c} | {', '.join(f'{x:.0f}' for x in values)} | {med:.1f} | {cost} "
                 f"| {', '.join(f'{x:.3f}' for x in cpus)} | {cmed:.3f} | {ccost} |"
             )
+    print("\nSpans dropped (queue full) and failed exports at the end, by server:\n")
+    for name, counts in exports.items():
+        print(f"- {name}: {', '.join(f'{k} {v:g}' for k, v in counts.items()) or 'none'}")
 
 
 if __name__ == "__main__":

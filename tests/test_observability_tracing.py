@@ -7,7 +7,7 @@ import http.server
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import pytest
@@ -146,9 +146,7 @@ def test_a_span_left_in_another_context_does_not_break(tracing: tuple[Tracing, C
 
 def test_a_failing_exporter_is_counted_and_does_not_stop_export(tmp_path: Path) -> None:
     failing = Collected(ok=False)
-    o = Observability(
-        fake_settings(tmp_path).observability, tmp_path, exporters={"failing": failing}
-    )
+    o = Observability(fake_settings(tmp_path).observability, tmp_path, exporters={"failing": failing})
     try:
         o.tracing.activate()
         with span("a"):
@@ -166,7 +164,7 @@ def test_a_failing_exporter_is_counted_and_does_not_stop_export(tmp_path: Path) 
 
 
 class _Collector(http.server.BaseHTTPRequestHandler):
-    requests: list[ExportTraceServiceRequest] = []
+    requests: ClassVar[list[ExportTraceServiceRequest]] = []
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("content-length", 0)))

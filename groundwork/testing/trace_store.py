@@ -72,6 +72,16 @@ class TraceStoreConformance:
         assert spans[0].duration_ms >= 0
         assert trace_store.trace("0" * 32) == []
 
+    def test_a_large_batch_is_stored_whole_and_once(self, trace_store: TraceStorage) -> None:
+        spans = make_spans(41)  # 82 spans: more than one multi-row statement, and a remainder
+        trace_store.add_spans(spans)
+        trace_store.add_spans([*spans[:3], *spans[40:]])  # some again, in another batch: kept once
+        roots = trace_store.recent(100)
+        assert len(roots) == 41 and {r.trace_id for r in roots} == set(_trace_ids(spans))
+        last = trace_store.trace(_trace_ids(spans)[-1])
+        assert [s.name for s in last] == ["POST /v1/chat/completions #40", "cache.lookup"]
+        assert trace_store.stats().cache_lookups == 41
+
     def test_stats_sum_tokens_cost_hits_and_errors(self, trace_store: TraceStorage) -> None:
         trace_store.add_spans(make_spans(2, hit=True))
         trace_store.add_spans(make_spans(1, error=True))
