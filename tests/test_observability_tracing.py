@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextvars
 import http.server
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -76,6 +77,7 @@ def test_spans_are_plain_records_with_w3c_ids_and_parents(tracing: tuple[Tracing
     by_name = {s.name: s for s in collected.spans}
     assert list(by_name) == ["inner", "retrieve", "POST"]  # in the order they ended
     assert 0 < root.trace_id < 2**128 and 0 < root.span_id < 2**64
+    assert abs((root.trace_id >> 96) - time.time()) < 60  # time first, so later traces sort later
     assert {s.trace_id for s in collected.spans} == {root.trace_id}
     assert len({s.span_id for s in collected.spans}) == 3
     assert by_name["POST"].parent_id is None and by_name["POST"].kind == "server"

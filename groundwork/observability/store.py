@@ -226,6 +226,9 @@ class TraceStore:
 
     def __init__(self, path: Path, retention: int = 20_000) -> None:
         self.db = SQLiteDatabase(path, MIGRATIONS, what="trace store")
+        # 16 MiB of page cache (SQLite's default is 2): the indexes of a full store stay in memory, so
+        # the export thread's inserts and prunes do not read pages back through the kernel
+        self.db.connection.execute("PRAGMA cache_size=-16384")
         self.retention = retention
         self._writes = 0
 
