@@ -22,12 +22,12 @@ Two figures per variant, each the median over the rounds, and their cost against
 
 Variants: ``off`` (``observability.enabled: false``), ``on`` (the default: every request traced, spans
 to the local trace store, metrics), ``on, sample_ratio S`` for each ``--sample-ratios``; with
-``--breakdown`` a second ``off`` server (how far two identical servers differ: the noise floor),
-``metrics only`` (``sample_ratio: 0``) and ``on, no trace store``; with ``--baseline PATH``
-``on (baseline)``: the default configuration served by the ``groundwork`` package found in ``PATH``
-(put first on ``PYTHONPATH``), e.g. an older commit unpacked with ``git archive``. At the end, each
-server's dropped spans and failed exports (its ``/metrics``) are listed: a cost figure means little if
-spans were dropped.
+``--controls`` a second ``off`` and a second ``on`` server (how far two identical servers differ: the
+noise floor); with ``--breakdown`` ``metrics only`` (``sample_ratio: 0``) and ``on, no trace store``;
+with ``--baseline PATH`` ``on (baseline)``: the default configuration served by the ``groundwork``
+package found in ``PATH`` (put first on ``PYTHONPATH``), e.g. an older commit unpacked with ``git
+archive``. At the end, each server's dropped spans and failed exports (its ``/metrics``) are listed: a
+cost figure means little if spans were dropped.
 """
 
 from __future__ import annotations
@@ -100,18 +100,24 @@ def main() -> None:
     parser.add_argument("--baseline", help="a directory holding another groundwork package to measure too")
     parser.add_argument("--groundwork", default=str(ROOT / ".venv" / "bin" / "groundwork"))
     parser.add_argument(
+        "--controls",
+        action="store_true",
+        help="add a second 'off' and a second 'on' server: how far two identical servers differ",
+    )
+    parser.add_argument(
         "--breakdown",
         action="store_true",
-        help="add variants that tell the parts apart: a second 'off' server (the spread between two "
-        "identical servers), metrics only (sample_ratio 0) and spans without the trace store",
+        help="add variants that tell the parts apart: metrics only (sample_ratio 0), spans without the "
+        "trace store",
     )
     args = parser.parse_args()
     concurrency = [int(c) for c in args.concurrency.split(",")]
     variants = [Variant("off", False), Variant("on", True)]
     variants += [Variant(f"on, sample_ratio {r}", True, float(r)) for r in args.sample_ratios.split(",") if r]
+    if args.controls:
+        variants += [Variant("off (second server)", False), Variant("on (second server)", True)]
     if args.breakdown:
         variants += [
-            Variant("off (second server)", False),
             Variant("metrics only (sample_ratio 0)", True, 0.0),
             Variant("on, no trace store", True, 1.0, extra="trace_store: false"),
         ]
@@ -189,7 +195,7 @@ def main() -> None:
             )
     print("\nSpans dropped (queue full) and failed exports at the end, by server:\n")
     for name, counts in exports.items():
-        print(f"- {name}: {', '.join(f'{k} {v:g}' for k, v in counts.items()) or 'none'}")
+        print(f"- {name}: {', '.join(f'{k} {v:g}' for k, v in counts.items()) or 'none (0)'}")
 
 
 if __name__ == "__main__":
