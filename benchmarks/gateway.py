@@ -396,13 +396,16 @@ def start_groundwork(
     observability: bool = True,
     sample_ratio: float = 1.0,
     name: str | None = None,
+    pythonpath: str | None = None,
+    observability_extra: str = "",
 ) -> Target:
     port = free_port()
     name = name or ("groundwork" if observability else "groundwork-obs-off")
     config = work / f"{name}.yaml"
     config.write_text(
         f"data_dir: {work / name}\n"
-        f"observability: {{enabled: {str(observability).lower()}, sample_ratio: {sample_ratio}}}\n"
+        f"observability: {{enabled: {str(observability).lower()}, sample_ratio: {sample_ratio}"
+        f"{', ' + observability_extra if observability_extra else ''}}}\n"
         "embeddings: {provider: fake}\n"
         # dev mode, as measured before API keys existed (issue 6): keys and guards add ~0.1 ms a request
         "security: {auth: false}\n"
@@ -412,7 +415,10 @@ def start_groundwork(
         f"    bench: [{{provider: openai, model: bench, base_url: 'http://{HOST}:{upstream}/v1'}}]\n"
     )
     argv = [binary, "serve", "--host", HOST, "--port", str(port), "--config", str(config)]
-    proc = procs.start(name, argv, env=_clean_env(), cpu=cpu)
+    env = _clean_env()
+    if pythonpath is not None:  # e.g. another checkout of the package, to measure old code side by side
+        env["PYTHONPATH"] = pythonpath
+    proc = procs.start(name, argv, env=env, cpu=cpu)
     took = wait_ready(procs, name, proc, f"http://{HOST}:{port}/v1/models", timeout_s=120)
     print(f"{name} ready after {took:.1f}s (pid {proc.pid}, port {port})", file=sys.stderr)
     return Target(name, port, proc=proc)

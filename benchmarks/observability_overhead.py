@@ -1,24 +1,45 @@
 """Throughput cost of observability, measured A/B on one machine: tracing and metrics off vs on.
 
     PYTHONPATH=. .venv/bin/python benchmarks/observability_overhead.py --rounds 4 --duration 3
+    # the same, with the code of another checkout as one more variant ("before", old code side by side):
+    PYTHONPATH=. .venv/bin/python benchmarks/observability_overhead.py --baseline /tmp/old-checkout
 
 ``benchmarks/gateway.py --observability both`` measures off, then on, minutes apart; on a shared machine
 the load changes more than the effect between those runs. Here the variants run side by side instead:
 one fake upstream (CPU 0) and one ``groundwork serve`` per variant (all on CPU 1, only one loaded at a
 time), then ``--rounds`` rounds in which every variant gets a ``--duration`` s ``wrk`` run (non-streamed,
-``benchmarks/wrk/chat.lua``) at each concurrency, in a shuffled order, after a warm-up. The report is
-the median req/s of each variant over the rounds and its cost against ``off`` (1 - on/off).
+``benchmarks/wrk/chat.lua``) at each concurrency, in a shuffled order, after a warm-up.
+
+Two figures per variant, each the median over the rounds, and their cost against ``off``:
+
+* **req/s** (wrk's): what issue 7 asks for, but on a shared machine it swings by ±30% from round to
+  round with whatever else runs on CPU 1;
+* **CPU ms per request** of the server process: its user + system time (``/proc/PID/stat``, every
+  thread, so the span export thread counts too) over the run, read before the run and again 1 s after it
+  ended (so the spans it left buffered are exported inside its window), divided by the requests wrk
+  completed. Much steadier, and for a CPU-bound server the throughput cost is this increase
+  (cost = 1 - off/on).
 
 Variants: ``off`` (``observability.enabled: false``), ``on`` (the default: every request traced, spans
-to the local trace store, metrics) and ``on, sample_ratio S`` for each ``--sample-ratios``.
+to the local trace store, metrics), ``on, sample_ratio S`` for each ``--sample-ratios``; with
+``--controls`` a second ``off`` and a second ``on`` server (how far two identical servers differ: the
+noise floor); with ``--breakdown`` ``metrics only`` (``sample_ratio: 0``) and ``on, no trace store``;
+with ``--baseline PATH`` ``on (baseline)``: the default configuration served by the ``groundwork``
+package found in ``PATH`` (put first on ``PYTHONPATH``), e.g. an older commit unpacked with ``git
+archive``. At the end, each server's dropped spans and failed exports (its ``/metrics``) are listed: a
+cost figure means little if spans were dropped.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import statistics
 import sys
+import time
+import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -35,6 +56,40 @@ from gateway import (
     start_upstream,
 )
 
+_TICK_S = 1.0 / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` (all its threads) so far."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "; comm may hold spaces
+    return (int(fields[11]) + int(fields[12])) * _TICK_S  # utime, stime: fields 14 and 15 of stat
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    on: bool
+    sample_ratio: float = 1.0
+    pythonpath: str | None = None
+    extra: str = ""  # more observability settings, YAML flow style (``trace_store: false``)
+
+
+def export_counts(port: int) -> dict[str, float]:
+    """``groundwork_spans_dropped_total`` and ``groundwork_spans_export_failed_total`` of a server."""
+    with urllib.request.urlopen(f"http://{HOST}:{port}/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    counts: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith(("groundwork_spans_dropped_total", "groundwork_spans_export_failed_total")):
+            name, value = line.rsplit(" ", 1)
+            counts[name.removeprefix("groundwork_spans_")] = float(value)
+    return counts
+
+
+def _cost(value: float, base: float) -> str:
+    return f"{(1 - value / base) * 100:.1f}%"
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -42,22 +97,53 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=3.0)
     parser.add_argument("--concurrency", default="1,16")
     parser.add_argument("--sample-ratios", default="0.1")
+    parser.add_argument("--baseline", help="a directory holding another groundwork package to measure too")
     parser.add_argument("--groundwork", default=str(ROOT / ".venv" / "bin" / "groundwork"))
+    parser.add_argument(
+        "--controls",
+        action="store_true",
+        help="add a second 'off' and a second 'on' server: how far two identical servers differ",
+    )
+    parser.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="add variants that tell the parts apart: metrics only (sample_ratio 0), spans without the "
+        "trace store",
+    )
     args = parser.parse_args()
     concurrency = [int(c) for c in args.concurrency.split(",")]
-    variants: list[tuple[str, bool, float]] = [("off", False, 1.0), ("on", True, 1.0)]
-    variants += [(f"on, sample_ratio {r}", True, float(r)) for r in args.sample_ratios.split(",") if r]
+    variants = [Variant("off", False), Variant("on", True)]
+    variants += [Variant(f"on, sample_ratio {r}", True, float(r)) for r in args.sample_ratios.split(",") if r]
+    if args.controls:
+        variants += [Variant("off (second server)", False), Variant("on (second server)", True)]
+    if args.breakdown:
+        variants += [
+            Variant("metrics only (sample_ratio 0)", True, 0.0),
+            Variant("on, no trace store", True, 1.0, extra="trace_store: false"),
+        ]
+    if args.baseline:
+        variants.append(Variant("on (baseline)", True, 1.0, str(Path(args.baseline).resolve())))
     rps: dict[tuple[str, int], list[float]] = {}
+    cpu_ms: dict[tuple[str, int], list[float]] = {}
     load = [_loadavg()]
     with _workdir() as work:
         procs = Processes(work)
         try:
             upstream = start_upstream(procs, sys.executable, "0")
             targets = {
-                name: start_groundwork(
-                    procs, args.groundwork, work, upstream.port, "1", on, ratio, name=f"gw{i}"
+                v.name: start_groundwork(
+                    procs,
+                    args.groundwork,
+                    work,
+                    upstream.port,
+                    "1",
+                    v.on,
+                    v.sample_ratio,
+                    name=f"gw{i}",
+                    pythonpath=v.pythonpath,
+                    observability_extra=v.extra,
                 )
-                for i, (name, on, ratio) in enumerate(variants)
+                for i, v in enumerate(variants)
             }
             for name, t in targets.items():  # warm-up
                 settle(
@@ -69,24 +155,47 @@ def main() -> None:
                 rng.shuffle(order)
                 for name in order:
                     url = f"http://{HOST}:{targets[name].port}/v1/chat/completions"
+                    proc = targets[name].proc
+                    assert proc is not None
                     for c in concurrency:
+                        before = cpu_seconds(proc.pid)
                         point = run_wrk(name, url, "", "non-stream", c, args.duration, 10)
-                        rps.setdefault((name, c), []).append(point.rps)
-                        print(f"round {r + 1} {name:24} c={c:<3} {point.rps:8.1f} req/s", file=sys.stderr)
                         settle(point)
+                        time.sleep(1.0)  # the export thread's next batch (every 0.5 s) lands in this window
+                        per_request = (cpu_seconds(proc.pid) - before) * 1000 / max(point.requests, 1)
+                        rps.setdefault((name, c), []).append(point.rps)
+                        cpu_ms.setdefault((name, c), []).append(per_request)
+                        print(
+                            f"round {r + 1} {name:24} c={c:<3} {point.rps:8.1f} req/s "
+                            f"{per_request:6.3f} CPU ms/request",
+                            file=sys.stderr,
+                        )
                 load.append(_loadavg())
+            exports = {v.name: export_counts(targets[v.name].port) for v in variants if v.on}
         finally:
             procs.stop_all()
     print(
         f"- rounds: {args.rounds} x {args.duration:g} s per variant and concurrency; load: {' | '.join(load)}"
     )
-    print("\n| variant | c | req/s per round | median req/s | cost vs off |\n|---|---:|---|---:|---:|")
-    for name, _, _ in variants:
+    print(
+        "\n| variant | c | req/s per round | median req/s | req/s cost vs off "
+        "| CPU ms/request per round | median CPU ms/request | CPU cost vs off |"
+        "\n|---|---:|---|---:|---:|---|---:|---:|"
+    )
+    for v in variants:
         for c in concurrency:
-            values = rps[(name, c)]
+            values, cpus = rps[(v.name, c)], cpu_ms[(v.name, c)]
             med, base = statistics.median(values), statistics.median(rps[("off", c)])
-            cost = "-" if name == "off" else f"{(1 - med / base) * 100:.1f}%"
-            print(f"| {name} | {c} | {', '.join(f'{v:.0f}' for v in values)} | {med:.1f} | {cost} |")
+            cmed, cbase = statistics.median(cpus), statistics.median(cpu_ms[("off", c)])
+            cost = "-" if v.name == "off" else _cost(med, base)
+            ccost = "-" if v.name == "off" else _cost(cbase, cmed)
+            print(
+                f"| {v.name} | {c} | {', '.join(f'{x:.0f}' for x in values)} | {med:.1f} | {cost} "
+                f"| {', '.join(f'{x:.3f}' for x in cpus)} | {cmed:.3f} | {ccost} |"
+            )
+    print("\nSpans dropped (queue full) and failed exports at the end, by server:\n")
+    for name, counts in exports.items():
+        print(f"- {name}: {', '.join(f'{k} {v:g}' for k, v in counts.items()) or 'none (0)'}")
 
 
 if __name__ == "__main__":

@@ -301,7 +301,7 @@ def test_json_logs_carry_request_trace_and_error_ids(tmp_path: Path) -> None:
         with span("step") as s:
             ContextFilter().filter(record)
             line = orjson.loads(JsonFormatter().format(record))
-            trace_id = format(s.get_span_context().trace_id, "032x")
+            trace_id = f"{s.trace_id:032x}"
         assert line["message"] == "failed x" and line["level"] == "WARNING"
         assert line["request_id"] == "req-1" and line["trace_id"] == trace_id
         assert line["error_id"].startswith("err_")
@@ -375,7 +375,7 @@ def test_a_full_queue_drops_and_counts_without_blocking() -> None:
     tracing.activate()
     with span("first"):
         pass
-    processor = tracing.processors["stuck"]
+    processor = tracing.queues["stuck"]
     while not processor._exporting:  # wait until the export thread took "first" and is stuck on it
         time.sleep(0.01)
     t0 = time.perf_counter()
@@ -426,7 +426,7 @@ def test_a_stuck_exporter_does_not_hold_up_another() -> None:
         for i in range(4):
             with span(f"b{burst}-{i}"):
                 pass
-        assert tracing.processors["local"].force_flush(5000)
+        assert tracing.queues["local"].force_flush(5)
     dropped = tracing.dropped()
     assert dropped["local"] == 0
     # the stuck one holds its first batch (0-4 spans, by timing) and 8 buffered; the rest was dropped

@@ -20,13 +20,12 @@ from typing import Any
 import orjson
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
-from opentelemetry.trace import get_current_span
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from groundwork.errors import GroundworkError, InputError
-from groundwork.observability.tracing import record_error
+from groundwork.observability.tracing import current_span, record_error
 
 logger = logging.getLogger("groundwork.api")
 
@@ -111,7 +110,7 @@ def error_response(
         exc.message,
         extra={"error_id": exc.error_id, "severity": str(exc.severity), "error_type": type(exc).__name__},
     )
-    record_error(get_current_span(), exc)  # the request's span carries the error id and category
+    record_error(current_span(), exc)  # the request's span carries the error id and category
     headers: Mapping[str, str] | None = None
     if status == 429:  # a RateLimitError, or a router's aggregate whose last attempt was one
         retry_after = getattr(exc, "retry_after", None)

@@ -11,14 +11,12 @@ its principal (resolved when the cache first needs it, so after authentication),
 from __future__ import annotations
 
 import logging
-import random
 import re
 import time
 from typing import Any
 
 import orjson
 from fastapi import APIRouter, FastAPI, Request
-from opentelemetry.trace import SpanKind, Status, StatusCode
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
@@ -31,10 +29,11 @@ from groundwork.api.schemas import openapi_body, parse_body
 from groundwork.api.state import ApiState
 from groundwork.cache.context import CachePolicy, parse_cache_control, use_policy
 from groundwork.errors import GroundworkError, NotFoundError, PermissionDeniedError
-from groundwork.observability import Observability, set_request_id, use_tracer
+from groundwork.observability import Observability, set_request_id
 from groundwork.observability.store import Exchange
-from groundwork.observability.tracing import current_trace_id
+from groundwork.observability.tracing import RecordingSpan, reset_span, use_span
 from groundwork.rag.answer import Answer
+from groundwork.types import Principal
 
 logger = logging.getLogger("groundwork.api")
 
@@ -92,46 +91,42 @@ class ObservabilityMiddleware:
 
     async def _traced(self, scope: Scope, receive: Receive, send: Send, outcome: Any) -> None:
         assert self.obs is not None
-        metrics = self.obs.metrics
         tracing = self.obs.tracing
-        ratio = tracing.sample_ratio
-        if ratio < 1.0 and (ratio <= 0.0 or random.random() >= ratio):
-            use_tracer(None)  # not sampled: no span at all, the cheapest way through
+        if not tracing.sample():  # not sampled: no span at all, the cheapest way through
             await self._measured(scope, receive, send, outcome)
             return
-        tracer = tracing.tracer
-        use_tracer(tracer)
         method = scope["method"]
+        root = tracing.root(method)
+        trace_header = (TRACE_HEADER, f"{root.trace_id:032x}".encode())
         status_code = 500
+
+        async def send_traced(message: Message) -> None:
+            nonlocal status_code
+            if message["type"] == "http.response.start":
+                status_code = message["status"]
+                headers = list(message.get("headers", ()))
+                if not any(k == TRACE_HEADER for k, _ in headers):
+                    headers.append(trace_header)
+                if outcome is not None and outcome.status != "bypass":
+                    headers.append((CACHE_HEADER, outcome.status.encode()))
+                message["headers"] = headers
+            await send(message)
+
+        in_flight = self.obs.metrics.in_flight
         started = time.perf_counter()
-        metrics.in_flight.inc()
-        with tracer.start_as_current_span(
-            method, kind=SpanKind.SERVER, record_exception=False, set_status_on_exception=False
-        ) as root:
-            trace_id = current_trace_id()
-
-            async def send_traced(message: Message) -> None:
-                nonlocal status_code
-                if message["type"] == "http.response.start":
-                    status_code = message["status"]
-                    headers = list(message.get("headers", ()))
-                    if trace_id and not any(k == TRACE_HEADER for k, _ in headers):
-                        headers.append((TRACE_HEADER, trace_id.encode()))
-                    if outcome is not None and outcome.status != "bypass":
-                        headers.append((CACHE_HEADER, outcome.status.encode()))
-                    message["headers"] = headers
-                await send(message)
-
-            try:
-                await self.app(scope, receive, send_traced)
-            finally:
-                metrics.in_flight.dec()
-                route = getattr(scope.get("route"), "path", None) or "unmatched"
-                requests, latency = self._series(method, route, status_code)
-                requests.inc()
-                latency.observe(time.perf_counter() - started)
-                if root.is_recording():
-                    self._annotate(root, scope, route, status_code, outcome)
+        in_flight.inc()
+        token = use_span(root)
+        try:
+            await self.app(scope, receive, send_traced)
+        finally:
+            in_flight.dec()
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            requests, latency = self._series(method, route, status_code)
+            requests.inc()
+            latency.observe(time.perf_counter() - started)
+            self._annotate(root, scope, route, status_code, outcome)
+            root.end()
+            reset_span(token)
 
     async def _measured(self, scope: Scope, receive: Receive, send: Send, outcome: Any) -> None:
         """An untraced request: metrics and the cache header only."""
@@ -161,26 +156,30 @@ class ObservabilityMiddleware:
             requests.inc()
             latency.observe(time.perf_counter() - started)
 
-    def _annotate(self, root: Any, scope: Scope, route: str, status_code: int, outcome: Any) -> None:
+    def _annotate(
+        self, root: RecordingSpan, scope: Scope, route: str, status_code: int, outcome: Any
+    ) -> None:
         """The request span's name and attributes, set once at its end; errors counted by category."""
-        root.update_name(f"{scope['method']} {route}")
-        attributes = {
-            "http.request.method": scope["method"],
-            "url.path": scope["path"],
-            "http.route": route,
-            "http.response.status_code": status_code,
-            "groundwork.request_id": str(scope.get(REQUEST_ID_KEY, "")),
-            "groundwork.principal": principal_name(Request(scope)),
-        }
+        method = scope["method"]
+        root.name = f"{method} {route}"
+        principal = scope.get("state", {}).get("principal")
+        attributes = root.attributes
+        attributes["http.request.method"] = method
+        attributes["url.path"] = scope["path"]
+        attributes["http.route"] = route
+        attributes["http.response.status_code"] = status_code
+        attributes["groundwork.request_id"] = str(scope.get(REQUEST_ID_KEY, ""))
+        attributes["groundwork.principal"] = (
+            principal.name if isinstance(principal, Principal) else "anonymous"
+        )
         if outcome is not None and outcome.status != "bypass":
             attributes["cache.result"] = outcome.status
         decisions = scope.get("state", {}).get("guard_decisions") or ()
         if decisions:  # what each input guard decided (set by the security middleware)
-            attributes["guard.decisions"] = [f"{d.guard}:{d.action}" for d in decisions]
-        root.set_attributes(attributes)
+            attributes["guard.decisions"] = tuple(f"{d.guard}:{d.action}" for d in decisions)
         if status_code >= 500:
-            root.set_status(Status(StatusCode.ERROR))
-        category = (getattr(root, "attributes", None) or {}).get("error.category")
+            root.set_error()
+        category = attributes.get("error.category")
         if category:
             assert self.obs is not None
             self.obs.metrics.errors.labels(str(category)).inc()

@@ -19,14 +19,13 @@ from typing import Any, Protocol
 
 import numpy as np
 import orjson
-from opentelemetry.trace import Span
 
 from groundwork.cache.guard import guard_reason
 from groundwork.cache.store import CacheStore, FloatArray
 from groundwork.config import CacheSettings
 from groundwork.errors import StorageError
 from groundwork.models.base import EmbeddingModel
-from groundwork.observability.tracing import span
+from groundwork.observability.tracing import Span, span
 
 logger = logging.getLogger("groundwork.cache")
 

@@ -1,9 +1,10 @@
-"""Observability: tracing (OpenTelemetry), metrics (Prometheus), JSON logs, notifications, feedback.
+"""Observability: tracing (OpenTelemetry-compatible, OTLP), metrics (Prometheus), JSON logs, notifications,
+feedback.
 
 :class:`Observability` holds the parts for one container, built from
 :class:`~groundwork.config.ObservabilitySettings`: a :class:`Metrics` registry, a :class:`Tracing`
-provider exporting to the local :class:`TraceStore` and, when configured, to an OTLP endpoint, and the
-webhook handler. Code elsewhere only needs :func:`span`.
+that records spans and exports them to the local :class:`TraceStore` and, when configured, to an OTLP
+endpoint, and the webhook handler. Code elsewhere only needs :func:`span`.
 """
 
 from __future__ import annotations
@@ -16,36 +17,44 @@ from opentelemetry.sdk.trace.export import SpanExporter
 
 from groundwork.config import ObservabilitySettings
 from groundwork.errors import GroundworkError
+from groundwork.observability.export import Exporter
 from groundwork.observability.instrumented import InstrumentedModel
 from groundwork.observability.logs import configure_logging, set_request_id
 from groundwork.observability.metrics import Metrics
 from groundwork.observability.notify import WebhookHandler
+from groundwork.observability.otel import otlp_exporter
 from groundwork.observability.store import TraceStorage, TraceStore, TraceStoreExporter
-from groundwork.observability.tracing import Tracing, current_trace_id, record_error, span, use_tracer
+from groundwork.observability.tracing import (
+    RecordingSpan,
+    Span,
+    Tracing,
+    current_span,
+    current_trace_id,
+    record_error,
+    span,
+    use_tracer,
+)
 
 logger = logging.getLogger("groundwork.observability")
 
 __all__ = [
+    "Exporter",
     "InstrumentedModel",
     "Metrics",
     "Observability",
+    "RecordingSpan",
+    "Span",
     "TraceStorage",
     "TraceStore",
     "Tracing",
     "configure_logging",
+    "current_span",
     "current_trace_id",
     "record_error",
     "set_request_id",
     "span",
     "use_tracer",
 ]
-
-
-def otlp_exporter(endpoint: str, timeout_s: float) -> SpanExporter:
-    """An OTLP/HTTP (protobuf) span exporter."""
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-    return OTLPSpanExporter(endpoint=endpoint, timeout=timeout_s)
 
 
 class Observability:
@@ -56,14 +65,14 @@ class Observability:
         settings: ObservabilitySettings,
         data_dir: Path,
         *,
-        exporters: dict[str, SpanExporter] | None = None,
+        exporters: dict[str, Exporter | SpanExporter] | None = None,
         open_store: Callable[[], TraceStorage] | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = Metrics()
         self.trace_store: TraceStorage | None = None
         self.trace_store_error: str | None = None
-        chosen: dict[str, SpanExporter] = {}
+        chosen: dict[str, Exporter | SpanExporter] = {}
         if settings.trace_store:
             try:
                 self.trace_store = (
@@ -86,8 +95,8 @@ class Observability:
             on_drop=self.metrics.span_dropped,
             on_export_error=self.metrics.span_export_failed,
         )
-        for name, processor in self.tracing.processors.items():
-            self.metrics.callbacks.queues[f"spans_{name}"] = processor.qsize
+        for name, queue in self.tracing.queues.items():
+            self.metrics.callbacks.queues[f"spans_{name}"] = queue.qsize
         self.webhook: WebhookHandler | None = None
         if settings.webhook_url:
             self.webhook = WebhookHandler(

@@ -1,13 +1,17 @@
-"""A span processor that never blocks the request: a bounded buffer and one export thread per exporter.
+"""Span export that never blocks the request: a bounded buffer and one export thread per exporter.
 
-OpenTelemetry's ``BatchSpanProcessor`` drops spans when its queue is full and only logs it; here every
-dropped span is counted (``dropped`` and the ``on_drop`` callback, which the metrics turn into
-``groundwork_spans_dropped_total``), and every failed export too. One processor per exporter, so a slow
-or dead OTLP collector never holds up the local trace store.
+Ending a span costs a ``deque.append`` per exporter. When a buffer is full the span is dropped and
+counted (``dropped`` and the ``on_drop`` callback, which the metrics turn into
+``groundwork_spans_dropped_total``); every failed export is counted too. One queue per exporter, so a
+slow or dead OTLP collector never holds up the local trace store.
 
-Ending a span costs a ``deque.append``. The export thread sleeps ``delay_s`` between exports (or until
-half the buffer is full) and then exports everything buffered in batches: waking for every span would
-hand the GIL back and forth with the event loop on each request, which measured as most of tracing's cost.
+The export thread sleeps ``delay_s`` between exports (or until half the buffer is full) and then
+exports everything buffered in batches: waking for every span would hand the GIL back and forth with
+the event loop on each request.
+
+An :class:`Exporter` takes the span records as they are (the local trace store does). An OpenTelemetry
+``SpanExporter`` (OTLP, or any other) is wrapped in :class:`OpenTelemetryExporter`, which builds SDK
+``ReadableSpan`` s from the records in the export thread, the only place they are ever built.
 """
 
 from __future__ import annotations
@@ -16,21 +20,60 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
-from opentelemetry.context import Context
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from groundwork.observability.tracing import RecordingSpan
 
 logger = logging.getLogger("groundwork.observability")
 
 
-class QueuedSpanProcessor(SpanProcessor):
+class Exporter(Protocol):
+    """Where finished spans go, a batch at a time, from an export thread."""
+
+    def export(self, spans: Sequence[RecordingSpan]) -> bool:
+        """Export ``spans``; ``False`` (or an exception) when they could not be."""
+        ...
+
+    def shutdown(self) -> None:
+        """Release what the exporter holds (called once, after its last export)."""
+        ...
+
+
+class OpenTelemetryExporter:
+    """An OpenTelemetry SDK ``SpanExporter`` (e.g. OTLP/HTTP) fed with ``ReadableSpan`` s built from
+    the records, in the export thread."""
+
+    def __init__(self, exporter: SpanExporter, service_name: str) -> None:
+        from opentelemetry.sdk.resources import Resource
+
+        self.exporter = exporter
+        self.resource = Resource.create({"service.name": service_name})
+
+    def export(self, spans: Sequence[RecordingSpan]) -> bool:
+        from groundwork.observability.otel import readable_spans
+
+        return self.exporter.export(readable_spans(spans, self.resource)) is SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        self.exporter.shutdown()
+
+
+def as_exporter(exporter: Exporter | SpanExporter, service_name: str) -> Exporter:
+    """``exporter``, an OpenTelemetry ``SpanExporter`` wrapped in :class:`OpenTelemetryExporter`."""
+    if isinstance(exporter, SpanExporter):
+        return OpenTelemetryExporter(exporter, service_name)
+    return exporter
+
+
+class ExportQueue:
     """Hands finished spans to ``exporter`` from a daemon thread, in batches of up to ``batch_size``."""
 
     def __init__(
         self,
-        exporter: SpanExporter,
+        exporter: Exporter,
         *,
         name: str = "exporter",
         max_queue_size: int = 4096,
@@ -49,23 +92,24 @@ class QueuedSpanProcessor(SpanProcessor):
         self.exported = 0
         self._on_drop = on_drop
         self._on_error = on_error
-        self._buffer: deque[ReadableSpan] = deque()
+        self._buffer: deque[RecordingSpan] = deque()
+        self._wake_at = max(1, max_queue_size // 2)
         self._counts = threading.Lock()
         self._wake = threading.Event()
-        self._stop = threading.Event()
+        self._closed = False  # no more spans taken
+        self._abandon = False  # stop exporting what is left
         self._exporting = False
         self._thread = threading.Thread(target=self._run, name=f"span-export-{name}", daemon=True)
         self._thread.start()
 
-    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        return None
-
-    def on_end(self, span: ReadableSpan) -> None:
-        if self._stop.is_set() or len(self._buffer) >= self.max_queue_size:
+    def put(self, span: RecordingSpan) -> None:
+        """Buffer ``span`` for export; when the buffer is full (or closed), drop and count it."""
+        buffer = self._buffer
+        if self._closed or len(buffer) >= self.max_queue_size:
             self._drop(1)
             return
-        self._buffer.append(span)
-        if len(self._buffer) * 2 >= self.max_queue_size:
+        buffer.append(span)
+        if len(buffer) >= self._wake_at:
             self._wake.set()
 
     def _drop(self, n: int) -> None:
@@ -79,7 +123,7 @@ class QueuedSpanProcessor(SpanProcessor):
         return len(self._buffer)
 
     def _run(self) -> None:
-        while not self._stop.is_set():
+        while not self._abandon:
             self._wake.wait(self.delay_s)
             self._wake.clear()
             self._drain()
@@ -87,32 +131,29 @@ class QueuedSpanProcessor(SpanProcessor):
     def _drain(self) -> None:
         self._exporting = True
         try:
-            while self._buffer and not (self._stop.is_set() and self._abandon):
-                batch: list[ReadableSpan] = []
-                while self._buffer and len(batch) < self.batch_size:
-                    batch.append(self._buffer.popleft())
-                self._export(batch)
+            buffer = self._buffer
+            while buffer and not self._abandon:
+                n = min(len(buffer), self.batch_size)
+                self._export([buffer.popleft() for _ in range(n)])
         finally:
             self._exporting = False
 
-    _abandon = False
-
-    def _export(self, batch: list[ReadableSpan]) -> None:
+    def _export(self, batch: list[RecordingSpan]) -> None:
         try:
-            result = self.exporter.export(batch)
+            ok = self.exporter.export(batch)
         except Exception as exc:  # an exporter bug must not kill the thread
             logger.warning("span exporter %s failed: %s: %s", self.name, type(exc).__name__, exc)
-            result = SpanExportResult.FAILURE
-        if result is SpanExportResult.SUCCESS:
+            ok = False
+        if ok:
             self.exported += len(batch)
             return
         self.failed += len(batch)
         if self._on_error is not None:
             self._on_error(self.name, len(batch))
 
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
+    def force_flush(self, timeout_s: float = 30.0) -> bool:
         """Export what is buffered now; ``True`` when everything was handed to the exporter in time."""
-        deadline = time.monotonic() + timeout_millis / 1000
+        deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if not self._buffer and not self._exporting:
                 return True
@@ -120,16 +161,13 @@ class QueuedSpanProcessor(SpanProcessor):
             time.sleep(0.005)
         return not self._buffer and not self._exporting
 
-    def shutdown(self) -> None:
-        self.shutdown_within(2.0)
-
-    def shutdown_within(self, timeout_s: float) -> None:
+    def shutdown(self, timeout_s: float = 2.0) -> None:
         """Stop the thread, waiting at most ``timeout_s``; spans still buffered are counted as dropped."""
-        if self._stop.is_set():
+        if self._closed:
             return
-        self.force_flush(int(timeout_s * 1000))
+        self._closed = True
+        self.force_flush(timeout_s)
         self._abandon = True
-        self._stop.set()
         self._wake.set()
         self._thread.join(timeout_s)
         left = len(self._buffer)

@@ -1,7 +1,7 @@
 """Structured logs: one JSON object a line with the request id, the trace id and the error id.
 
 The request id comes from a context variable the HTTP middleware sets (:func:`set_request_id`), the
-trace and span ids from the current OpenTelemetry span, and the error id from the record's ``error_id``
+trace and span ids from the current span, and the error id from the record's ``error_id``
 extra (``logger.warning(..., extra={"error_id": e.error_id})``) or, failing that, from a
 :class:`~groundwork.errors.GroundworkError` passed as ``exc_info``.
 """
@@ -13,9 +13,9 @@ import time
 from contextvars import ContextVar
 
 import orjson
-from opentelemetry import trace
 
 from groundwork.errors import GroundworkError
+from groundwork.observability.tracing import current_span
 
 _REQUEST_ID: ContextVar[str | None] = ContextVar("groundwork_request_id", default=None)
 
@@ -40,9 +40,9 @@ class ContextFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = getattr(record, "request_id", None) or _REQUEST_ID.get()
-        ctx = trace.get_current_span().get_span_context()
-        record.trace_id = format(ctx.trace_id, "032x") if ctx.is_valid else None
-        record.span_id = format(ctx.span_id, "016x") if ctx.is_valid else None
+        s = current_span()
+        record.trace_id = f"{s.trace_id:032x}" if s.trace_id else None
+        record.span_id = f"{s.span_id:016x}" if s.span_id else None
         record.error_id = _error_id(record)
         return True
 

@@ -12,10 +12,9 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from opentelemetry.sdk.trace import ReadableSpan
-
 from groundwork.config import PostgresSettings
 from groundwork.observability.store import Exchange, Feedback, SpanRecord, Stats, span_row, summarize
+from groundwork.observability.tracing import RecordingSpan
 from groundwork.stores.postgres.db import Connection, Migration, PostgresDatabase, open_subsystem_database
 
 SUBSYSTEM = "traces"
@@ -97,7 +96,7 @@ class PostgresTraceStore:
         """A store over a freshly opened database (see :func:`open_trace_database`)."""
         return cls(open_trace_database(settings), retention)
 
-    def add_spans(self, spans: Sequence[ReadableSpan]) -> None:
+    def add_spans(self, spans: Sequence[RecordingSpan]) -> None:
         rows = [span_row(s) for s in spans]
         with self.db.connection() as conn, conn.cursor() as cur:
             cur.executemany(

@@ -1,7 +1,7 @@
 """The conformance suite of :class:`~groundwork.observability.store.TraceStorage` backends.
 
 A backend's test module subclasses :class:`TraceStoreConformance` and provides a ``trace_store``
-fixture that yields an empty store. Spans are real OpenTelemetry SDK spans, made by :func:`make_spans`.
+fixture that yields an empty store. Spans are recorded by a real :class:`Tracing`, in :func:`make_spans`.
 """
 
 from __future__ import annotations
@@ -9,36 +9,49 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pytest
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import Status, StatusCode
 
 from groundwork.observability.store import Exchange, TraceStorage
+from groundwork.observability.tracing import RecordingSpan, Tracing, span, use_tracer
 
 
-def make_spans(requests: int = 1, *, error: bool = False, hit: bool = False) -> list[ReadableSpan]:
+class _Collected:
+    """An exporter that keeps what it is given."""
+
+    def __init__(self) -> None:
+        self.spans: list[RecordingSpan] = []
+
+    def export(self, spans: Sequence[RecordingSpan]) -> bool:
+        self.spans += spans
+        return True
+
+    def shutdown(self) -> None:
+        return None
+
+
+def make_spans(requests: int = 1, *, error: bool = False, hit: bool = False) -> list[RecordingSpan]:
     """Finished spans of ``requests`` requests: a root span each with a ``cache.lookup`` child."""
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracer = provider.get_tracer("conformance")
-    for n in range(requests):
-        with tracer.start_as_current_span(f"POST /v1/chat/completions #{n}") as root:
-            root.set_attribute("gen_ai.usage.input_tokens", 10)
-            root.set_attribute("gen_ai.usage.output_tokens", 5)
-            root.set_attribute("groundwork.cost", 0.25)
-            with tracer.start_as_current_span("cache.lookup") as lookup:
-                lookup.set_attribute("cache.hit", hit)
-            if error:
-                root.set_attribute("error.category", "upstream")
-                root.set_status(Status(StatusCode.ERROR))
-    provider.shutdown()
-    return list(exporter.get_finished_spans())
+    collected = _Collected()
+    tracing = Tracing("conformance", {"memory": collected})
+    tracing.activate()
+    try:
+        for n in range(requests):
+            with span(f"POST /v1/chat/completions #{n}") as root:
+                root.set_attribute("gen_ai.usage.input_tokens", 10)
+                root.set_attribute("gen_ai.usage.output_tokens", 5)
+                root.set_attribute("groundwork.cost", 0.25)
+                with span("cache.lookup") as lookup:
+                    lookup.set_attribute("cache.hit", hit)
+                if error:
+                    root.set_attribute("error.category", "upstream")
+                    root.set_error()
+    finally:
+        use_tracer(None)
+        tracing.shutdown()
+    return collected.spans
 
 
-def _trace_ids(spans: Sequence[ReadableSpan]) -> list[str]:
-    return list(dict.fromkeys(f"{s.context.trace_id:032x}" for s in spans if s.context is not None))
+def _trace_ids(spans: Sequence[RecordingSpan]) -> list[str]:
+    return list(dict.fromkeys(f"{s.trace_id:032x}" for s in spans))
 
 
 class TraceStoreConformance:
@@ -58,6 +71,16 @@ class TraceStoreConformance:
         assert spans[0].attributes["gen_ai.usage.input_tokens"] == 10
         assert spans[0].duration_ms >= 0
         assert trace_store.trace("0" * 32) == []
+
+    def test_a_large_batch_is_stored_whole_and_once(self, trace_store: TraceStorage) -> None:
+        spans = make_spans(41)  # 82 spans: more than one multi-row statement, and a remainder
+        trace_store.add_spans(spans)
+        trace_store.add_spans([*spans[:3], *spans[40:]])  # some again, in another batch: kept once
+        roots = trace_store.recent(100)
+        assert len(roots) == 41 and {r.trace_id for r in roots} == set(_trace_ids(spans))
+        last = trace_store.trace(_trace_ids(spans)[-1])
+        assert [s.name for s in last] == ["POST /v1/chat/completions #40", "cache.lookup"]
+        assert trace_store.stats().cache_lookups == 41
 
     def test_stats_sum_tokens_cost_hits_and_errors(self, trace_store: TraceStorage) -> None:
         trace_store.add_spans(make_spans(2, hit=True))

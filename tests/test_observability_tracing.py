@@ -1,0 +1,252 @@
+"""Span records on the request path; OpenTelemetry SDK spans only for OTLP, built in the export thread."""
+
+from __future__ import annotations
+
+import contextvars
+import http.server
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import httpx
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from groundwork.api import create_app
+from groundwork.container import Container
+from groundwork.errors import UpstreamError
+from groundwork.models.fake import FakeChatModel
+from groundwork.observability import Observability, Tracing
+from groundwork.observability.tracing import (
+    NON_RECORDING,
+    RecordingSpan,
+    current_span,
+    current_trace_id,
+    span,
+    use_span,
+    use_tracer,
+)
+from tests.conftest import fake_settings
+
+CHAT = {"model": "fake", "messages": [{"role": "user", "content": "hello there"}]}
+
+
+class Collected:
+    def __init__(self, ok: bool = True) -> None:
+        self.spans: list[RecordingSpan] = []
+        self.ok = ok
+
+    def export(self, spans: Sequence[RecordingSpan]) -> bool:
+        self.spans += spans
+        return self.ok
+
+    def shutdown(self) -> None:
+        return None
+
+
+@pytest.fixture
+def tracing() -> Iterator[tuple[Tracing, Collected]]:
+    collected = Collected()
+    t = Tracing("test", {"memory": collected})
+    yield t, collected
+    use_tracer(None)
+    t.shutdown(1)
+
+
+def test_spans_are_plain_records_with_w3c_ids_and_parents(tracing: tuple[Tracing, Collected]) -> None:
+    t, collected = tracing
+    root = t.root("POST")
+    token = use_span(root)
+    try:
+        with span("retrieve", collection="hr", top_k=5, skipped=None, path=Path("/x")) as child:
+            child.set_attribute("retrieved", 3)
+            child.set_attribute("nothing", None)
+            child.set_attributes({"ids": ["a", "b"], "score": 0.5})
+            with span("inner") as inner:
+                assert current_span() is inner
+            assert current_span() is child
+        assert current_span() is root
+        assert current_trace_id() == f"{root.trace_id:032x}"
+    finally:
+        root.end()
+        token.var.reset(token)
+    assert current_span() is NON_RECORDING and current_trace_id() is None
+    assert t.force_flush(5)
+    by_name = {s.name: s for s in collected.spans}
+    assert list(by_name) == ["inner", "retrieve", "POST"]  # in the order they ended
+    assert 0 < root.trace_id < 2**128 and 0 < root.span_id < 2**64
+    assert abs((root.trace_id >> 96) - time.time()) < 60  # time first, so later traces sort later
+    assert {s.trace_id for s in collected.spans} == {root.trace_id}
+    assert len({s.span_id for s in collected.spans}) == 3
+    assert by_name["POST"].parent_id is None and by_name["POST"].kind == "server"
+    assert by_name["retrieve"].parent_id == root.span_id
+    assert by_name["inner"].parent_id == by_name["retrieve"].span_id
+    assert by_name["retrieve"].attributes == {
+        "collection": "hr",
+        "top_k": 5,
+        "path": "/x",  # not a type OpenTelemetry takes: kept as text
+        "retrieved": 3,
+        "ids": ("a", "b"),
+        "score": 0.5,
+    }
+    assert all(0 < s.start_ns <= s.end_ns for s in collected.spans)
+
+
+def test_an_exception_marks_the_span_failed_with_the_error_id(tracing: tuple[Tracing, Collected]) -> None:
+    t, collected = tracing
+    t.activate()
+    error = UpstreamError("upstream down")
+    with pytest.raises(UpstreamError), span("model.attempt") as s:
+        raise error
+    s.set_attribute("late", 1)  # after its end: ignored, the exporter's record does not change
+    assert t.force_flush(5)
+    [record] = collected.spans
+    assert record.status == "error" and "upstream down" in record.status_message
+    assert record.attributes["error.id"] == error.error_id
+    assert record.attributes["error.type"] == "UpstreamError"
+    assert record.attributes["error.category"] == str(error.category)
+    assert "late" not in record.attributes
+
+
+def test_outside_a_trace_spans_record_nothing() -> None:
+    use_tracer(None)
+    with span("nothing", a=1) as s:
+        assert s is NON_RECORDING and not s.is_recording()
+        s.set_attribute("b", 2)
+        assert current_trace_id() is None
+
+
+def test_sample_ratio_zero_starts_no_trace() -> None:
+    collected = Collected()
+    t = Tracing("test", {"memory": collected}, sample_ratio=0.0)
+    t.activate()
+    try:
+        with span("step") as s:
+            assert not s.is_recording()
+    finally:
+        use_tracer(None)
+        t.shutdown(1)
+    assert collected.spans == []
+
+
+def test_a_span_left_in_another_context_does_not_break(tracing: tuple[Tracing, Collected]) -> None:
+    t, collected = tracing
+    root = t.root("GET")
+    token = use_span(root)
+    s = span("stream")
+    s.__enter__()
+    # an async generator's span can be closed by another task, in another context
+    contextvars.Context().run(s.__exit__, None, None, None)
+    s.__exit__(None, None, None)  # a second exit does nothing
+    root.end()
+    token.var.reset(token)
+    assert t.force_flush(5)
+    assert [x.name for x in collected.spans] == ["stream", "GET"]
+
+
+def test_a_failing_exporter_is_counted_and_does_not_stop_export(tmp_path: Path) -> None:
+    failing = Collected(ok=False)
+    o = Observability(fake_settings(tmp_path).observability, tmp_path, exporters={"failing": failing})
+    try:
+        o.tracing.activate()
+        with span("a"):
+            pass
+        assert o.tracing.force_flush(5)
+        with span("b"):
+            pass
+        assert o.tracing.force_flush(5)
+        assert [s.name for s in failing.spans] == ["a", "b"]
+        text = o.metrics.render().decode()
+        assert 'groundwork_spans_export_failed_total{exporter="failing"} 2.0' in text
+    finally:
+        use_tracer(None)
+        o.close()
+
+
+class _Collector(http.server.BaseHTTPRequestHandler):
+    requests: ClassVar[list[ExportTraceServiceRequest]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("content-length", 0)))
+        assert self.headers.get("content-type") == "application/x-protobuf"
+        request = ExportTraceServiceRequest()
+        request.ParseFromString(body)
+        type(self).requests.append(request)
+        self.send_response(200)
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return None
+
+
+@pytest.fixture
+def collector() -> Iterator[str]:
+    _Collector.requests = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Collector)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1/traces"
+    server.shutdown()
+    server.server_close()
+
+
+def _otlp_spans() -> list[tuple[dict[str, Any], Any]]:
+    """Every span the collector received, with its resource's attributes."""
+    out = []
+    for request in _Collector.requests:
+        for rs in request.resource_spans:
+            resource = {a.key: a.value.string_value for a in rs.resource.attributes}
+            out += [(resource, s) for ss in rs.scope_spans for s in ss.spans]
+    return out
+
+
+def _attributes(s: Any) -> dict[str, Any]:
+    def value(v: Any) -> Any:
+        kind = v.WhichOneof("value")
+        return [value(x) for x in v.array_value.values] if kind == "array_value" else getattr(v, kind)
+
+    return {a.key: value(a.value) for a in s.attributes}
+
+
+@pytest.mark.anyio
+async def test_otlp_export_reaches_a_collector_with_every_span_and_attribute(
+    tmp_path: Path, collector: str
+) -> None:
+    c = Container(fake_settings(tmp_path / "data", observability={"otlp_endpoint": collector}))
+    try:
+        model = c.router.groups["fake"][0].model
+        assert isinstance(model, FakeChatModel)
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=create_app(c)), base_url="http://gw"
+        ) as cl:
+            ok = await cl.post("/v1/chat/completions", json=CHAT)
+            model.enqueue(*[UpstreamError("boom")] * 5)
+            failed = await cl.post("/v1/chat/completions", json=CHAT)
+        assert ok.status_code == 200 and failed.status_code >= 500
+        o = c.observability
+        assert o is not None and o.tracing.force_flush(5)
+        assert o.tracing.queues["otlp"].exported >= 4 and o.tracing.dropped() == {"local": 0, "otlp": 0}
+    finally:
+        c.close()
+    spans = _otlp_spans()
+    assert {resource["service.name"] for resource, _ in spans} == {"groundwork"}
+    traces: dict[str, list[Any]] = {}
+    for _, s in spans:
+        traces.setdefault(s.trace_id.hex(), []).append(s)
+    good = {s.name: s for s in traces[ok.headers["x-trace-id"]]}
+    root, attempt = good["POST /v1/chat/completions"], good["model.attempt"]
+    assert root.parent_span_id == b"" and attempt.parent_span_id == root.span_id
+    assert root.kind == 2 and attempt.kind == 1  # SPAN_KIND_SERVER, SPAN_KIND_INTERNAL
+    assert root.start_time_unix_nano <= attempt.start_time_unix_nano <= attempt.end_time_unix_nano
+    assert attempt.end_time_unix_nano <= root.end_time_unix_nano
+    attrs = _attributes(root)
+    assert attrs["http.route"] == "/v1/chat/completions" and attrs["http.response.status_code"] == 200
+    assert attrs["gen_ai.request.model"] == "fake" and attrs["gen_ai.usage.output_tokens"] > 0
+    assert _attributes(attempt) == {"group": "fake", "deployment": "fake/fake", "attempt": 1}
+    bad_root = next(s for s in traces[failed.headers["x-trace-id"]] if not s.parent_span_id)
+    assert bad_root.status.code == 2  # STATUS_CODE_ERROR
+    assert _attributes(bad_root)["error.id"] == failed.json()["error"]["id"]
+    assert sum(1 for s in traces[failed.headers["x-trace-id"]] if s.name == "model.attempt") >= 2
