@@ -12,7 +12,7 @@ import pytest
 
 from groundwork.errors import StorageError
 from groundwork.stores.faiss_index import FaissVectorStore
-from groundwork.stores.protocols import DocumentStore, VectorStore
+from groundwork.stores.protocols import ChunkFilter, DocumentStore, VectorStore
 from groundwork.stores.sqlite import MIGRATIONS, SQLiteDocumentStore, fts_query
 from groundwork.testing.stores import (
     DIM,
@@ -88,6 +88,71 @@ def test_faiss_walks_its_graph_when_told_to() -> None:
     index.upsert(np.arange(300, dtype=np.int64), vecs)
     assert len(index.query(vecs[0], 10)) == 10
     assert index._hnsw is not None  # the approximate path was really used
+
+
+def test_allowed_chunk_ids_match_a_row_by_row_evaluation(tmp_path: Path) -> None:
+    """Ids come from one id range per document; they must equal a plain per-chunk evaluation, also for
+    documents whose ids are not consecutive (rewritten, or rows removed behind the store's back)."""
+    rng = np.random.default_rng(4)
+    store = SQLiteDocumentStore(tmp_path / "x.sqlite3")
+    docs: dict[str, tuple[str, tuple[str, ...], tuple[str, ...], float]] = {}
+    for n in range(40):
+        meta = (
+            str(rng.choice(["sea", "land"])),
+            tuple(str(g) for g in rng.choice(["hr", "eng", "ops"], size=int(rng.integers(0, 3)), replace=False)),
+            tuple(str(t) for t in rng.choice(["faq", "old"], size=int(rng.integers(0, 2)), replace=False)),
+            float(rng.integers(0, 100)),
+        )
+        docs[f"d{n}"] = meta
+        texts = [f"Chunk {i} of document {n}." for i in range(int(rng.integers(0, 6)))]
+        store.write_document(
+            *make_doc(
+                f"d{n}", texts, collection=meta[0], source=f"{'a' if n % 2 else 'b'}/d{n}.md",
+                groups=meta[1], tags=meta[2], modified_at=meta[3],
+            )
+        )  # fmt: skip
+        if n % 7 == 3:  # an earlier document rewritten: its new ids come after later documents' ids
+            earlier = f"d{n // 2}"
+            c, g, t, m = docs[earlier]
+            store.write_document(
+                *make_doc(earlier, ["Rewritten.", "Twice."], collection=c, source=f"{'a' if n // 2 % 2 else 'b'}/"
+                          f"{earlier}.md", groups=g, tags=t, modified_at=m, version="v2")
+            )  # fmt: skip
+    db = store._db  # ids with holes: chunks removed directly (no API does this)
+    db.execute("DELETE FROM chunks WHERE rowid IN (SELECT rowid FROM chunks WHERE ordinal = 1 LIMIT 5)")
+
+    def expected(flt: ChunkFilter) -> list[int]:
+        out = []
+        for rowid, doc_id in db.execute("SELECT rowid, document_id FROM chunks ORDER BY rowid"):
+            collection, groups, tags, modified = docs[doc_id]
+            source = store.get_document(doc_id).source  # type: ignore[union-attr]
+            if (
+                (flt.collection is None or collection == flt.collection)
+                and (flt.groups is None or bool(set(groups) & set(flt.groups)))
+                and (flt.tags is None or bool(set(tags) & set(flt.tags)))
+                and (flt.source_prefix is None or source.startswith(flt.source_prefix))
+                and (flt.modified_after is None or modified >= flt.modified_after)
+                and (flt.modified_before is None or modified < flt.modified_before)
+            ):
+                out.append(int(rowid))
+        return out
+
+    filters = [
+        ChunkFilter(collection="sea"),
+        ChunkFilter(collection="land", groups=("hr",)),
+        ChunkFilter(groups=("eng", "ops")),
+        ChunkFilter(groups=()),
+        ChunkFilter(collection="sea", tags=("faq",)),
+        ChunkFilter(tags=("faq", "old"), groups=("hr", "eng")),
+        ChunkFilter(source_prefix="a/", modified_after=30.0),
+        ChunkFilter(collection="land", modified_before=50.0, tags=("old",)),
+        ChunkFilter(collection="air"),
+    ]
+    for flt in filters:
+        allowed = store.allowed_chunk_ids(flt)
+        assert allowed is not None and allowed.dtype == np.int64
+        assert allowed.tolist() == expected(flt), flt
+    store.close()
 
 
 # -- persistence -----------------------------------------------------------------------------------

@@ -157,3 +157,30 @@ def test_an_index_follows_what_another_process_saved_in_its_directory(
         server.query(vecs[0], 1)
         time.sleep(0.01)
     assert server._generation == 2 and len(server) == 291
+
+
+@pytest.mark.parametrize("shape", ["documents", "scattered", "unsorted", "with_deleted"])
+def test_a_filtered_exact_search_equals_brute_force(shape: str) -> None:
+    """Rows admitted in long runs (whole documents) are scored slice by slice: same top k, same scores."""
+    rng = np.random.default_rng(11)
+    store = FaissVectorStore(DIM, exact_search_below=10_000)
+    vecs = unit(rng, 3_000)
+    ids = np.arange(1, 3_001, dtype=np.int64)
+    for start in range(0, 3_000, 100):  # 30 documents of 100 chunks
+        store.upsert(ids[start : start + 100], vecs[start : start + 100])
+    runs = [ids[s : s + int(rng.integers(20, 100))] for s in range(0, 3_000, 300)]
+    allowed = {
+        "documents": np.concatenate(runs),
+        "scattered": np.sort(rng.choice(ids, 500, replace=False)),
+        "unsorted": np.concatenate(runs[::-1]),
+        "with_deleted": np.concatenate(runs),
+    }[shape]
+    deleted = set(allowed[5:40:3].tolist()) if shape == "with_deleted" else set()
+    store.delete(np.asarray(sorted(deleted), dtype=np.int64))
+    live = np.asarray([i for i in allowed.tolist() if i not in deleted])
+    for q in unit(rng, 5):
+        hits = store.query(q, 10, allowed)
+        scores = vecs[live - 1] @ q
+        best = np.argsort(-scores)[:10]
+        assert [i for i, _ in hits] == live[best].tolist()
+        assert np.allclose([s for _, s in hits], scores[best], atol=1e-5)

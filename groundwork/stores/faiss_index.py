@@ -184,10 +184,31 @@ class FaissVectorStore:
                 return self._exact(q[0], k, rows if rows is not None else np.flatnonzero(self._alive))
             return hits
 
+    RUN_LENGTH = 16
+    """Score a filter's rows slice by slice when they form runs at least this long on average."""
+
+    def _scores(self, q: FloatArray, rows: IdArray) -> FloatArray:
+        """``vecs[rows] @ q``.
+
+        A filter admits whole documents, whose chunks are consecutive rows, so the rows are usually a
+        few long runs of consecutive rows: each run is scored in place on a slice of the matrix instead
+        of first copying every admitted row (10,000 rows of 384 floats: about 4 ms of copying for 1 ms
+        of arithmetic).
+        """
+        breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+        if len(rows) < self.RUN_LENGTH * (len(breaks) + 1):
+            out: FloatArray = self._vecs[rows] @ q
+            return out
+        starts = np.concatenate([[0], breaks])
+        ends = np.concatenate([breaks, [len(rows)]])
+        scores = np.empty(len(rows), dtype=np.float32)
+        for start, end, row in zip(starts.tolist(), ends.tolist(), rows[starts].tolist(), strict=True):
+            np.matmul(self._vecs[row : row + end - start], q, out=scores[start:end])
+        return scores
+
     def _exact(self, q: FloatArray, k: int, rows: IdArray | None) -> list[tuple[int, float]]:
-        mat = self._vecs if rows is None else self._vecs[rows]
         ids = self._ids if rows is None else self._ids[rows]
-        scores = mat @ q
+        scores = self._vecs @ q if rows is None else self._scores(q, rows)
         k = min(k, len(scores))
         top = np.argpartition(-scores, k - 1)[:k]
         top = top[np.argsort(-scores[top])]

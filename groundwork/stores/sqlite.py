@@ -339,39 +339,32 @@ class SQLiteDocumentStore:
         }
 
     @staticmethod
-    def _filter_sql(flt: ChunkFilter, alias: str = "c") -> tuple[str, list[object]]:
-        # Document-level conditions become IN lists of document ids, so SQLite drives the search from
-        # the documents they admit through chunks_by_document (an EXISTS ran once per chunk: 1.4 s at
-        # 1M chunks for a 1% tag filter; the collection's index scanned every chunk: 285 ms at 100k).
-        by_document: list[str] = []
+    def _documents_sql(flt: ChunkFilter) -> tuple[str, list[object]]:
+        """``SELECT`` of the ids of the documents ``flt`` admits (every condition is per document)."""
+        clauses: list[str] = []
         args: list[object] = []
+        if flt.collection is not None:
+            clauses.append("d.collection = ?")
+            args.append(flt.collection)
         for table, column, values in (
             ("document_groups", "grp", flt.groups),
             ("document_tags", "tag", flt.tags),
         ):
             if values is not None:  # the document carries any of the values (an empty tuple admits nothing)
                 marks = ",".join("?" * len(values)) or "NULL"
-                by_document.append(f"SELECT document_id FROM {table} WHERE {column} IN ({marks})")
+                clauses.append(f"d.id IN (SELECT document_id FROM {table} WHERE {column} IN ({marks}))")
                 args.extend(values)
-        doc_clauses: list[str] = []
         if flt.source_prefix is not None:
             # a prefix match that treats % and _ literally
-            doc_clauses.append("substr(d.source, 1, ?) = ?")
+            clauses.append("substr(d.source, 1, ?) = ?")
             args.extend([len(flt.source_prefix), flt.source_prefix])
         if flt.modified_after is not None:
-            doc_clauses.append("d.modified_at >= ?")
+            clauses.append("d.modified_at >= ?")
             args.append(flt.modified_after)
         if flt.modified_before is not None:
-            doc_clauses.append("d.modified_at < ?")
+            clauses.append("d.modified_at < ?")
             args.append(flt.modified_before)
-        if doc_clauses:
-            by_document.append("SELECT d.id FROM documents d WHERE " + " AND ".join(doc_clauses))
-        clauses = [f"{alias}.document_id IN ({sub})" for sub in by_document]
-        if flt.collection is not None:
-            # unary + keeps the planner off chunks_by_collection when document ids narrow the search
-            clauses.insert(0, f"{'+' if by_document else ''}{alias}.collection = ?")
-            args.insert(0, flt.collection)
-        return (" AND ".join(clauses) or "1"), args
+        return "SELECT d.id FROM documents d WHERE " + (" AND ".join(clauses) or "1"), args
 
     def chunk_ids_of(self, document_id: str) -> IdArray:
         """Ids of a document's chunks."""
@@ -380,14 +373,34 @@ class SQLiteDocumentStore:
         return np.asarray([r[0] for r in rows], dtype=np.int64)
 
     def allowed_chunk_ids(self, flt: ChunkFilter) -> IdArray | None:
+        """Ids a filter admits (ascending), or ``None`` when it admits every chunk.
+
+        Every condition is per document, so the filter is resolved to documents and each admitted
+        document to the range of its chunk ids: a document's chunks are inserted together in one
+        transaction, so their rowids (AUTOINCREMENT) are consecutive. SQLite answers with one row per
+        document from ``chunks_by_document`` alone (the index holds the rowids), and numpy expands the
+        ranges; a document whose ids are not one range is read id by id. Fetching every id as a Python
+        int instead cost 52 ms for 10,000 ids at 1M chunks.
+        """
         if flt.is_empty:
             return None
         if flt == ChunkFilter(collection=flt.collection) and set(self.collections()) <= {flt.collection}:
             return None  # the only collection: admitting every chunk needs no id list (measured 0.7 s at 1M)
-        where, args = self._filter_sql(flt)
+        documents, args = self._documents_sql(flt)
         with self._lock:
-            rows = self._db.execute(f"SELECT c.rowid FROM chunks c WHERE {where}", args).fetchall()
-        return np.asarray([r[0] for r in rows], dtype=np.int64)
+            rows = self._db.execute(
+                "SELECT min(rowid), max(rowid), count(*), document_id FROM chunks"
+                f" WHERE document_id IN ({documents}) GROUP BY document_id",
+                args,
+            ).fetchall()
+            scattered = [self.chunk_ids_of(doc) for lo, hi, n, doc in rows if hi - lo + 1 != n]
+        ranges = np.asarray([(lo, n) for lo, hi, n, _ in rows if hi - lo + 1 == n], dtype=np.int64)
+        ranges = ranges.reshape(-1, 2)
+        ranges = ranges[np.argsort(ranges[:, 0])]
+        starts, lengths = ranges[:, 0], ranges[:, 1]
+        offsets = np.cumsum(lengths) - lengths
+        ids = np.arange(int(lengths.sum()), dtype=np.int64) + np.repeat(starts - offsets, lengths)
+        return np.sort(np.concatenate([ids, *scattered])) if scattered else ids
 
     def keyword_search(
         self, query: str, k: int, flt: ChunkFilter, match: str | None = None
