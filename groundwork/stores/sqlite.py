@@ -343,9 +343,6 @@ class SQLiteDocumentStore:
         """``SELECT`` of the ids of the documents ``flt`` admits (every condition is per document)."""
         clauses: list[str] = []
         args: list[object] = []
-        if flt.collection is not None:
-            clauses.append("d.collection = ?")
-            args.append(flt.collection)
         for table, column, values in (
             ("document_groups", "grp", flt.groups),
             ("document_tags", "tag", flt.tags),
@@ -354,6 +351,11 @@ class SQLiteDocumentStore:
                 marks = ",".join("?" * len(values)) or "NULL"
                 clauses.append(f"d.id IN (SELECT document_id FROM {table} WHERE {column} IN ({marks}))")
                 args.extend(values)
+        if flt.collection is not None:
+            # With group or tag values, start from the documents carrying them (unary + keeps the planner
+            # off the collection's index: it walked all 10,000 documents of the collection for 100 ids).
+            clauses.insert(0, f"{'+' if clauses else ''}d.collection = ?")
+            args.insert(0, flt.collection)
         if flt.source_prefix is not None:
             # a prefix match that treats % and _ literally
             clauses.append("substr(d.source, 1, ?) = ?")
