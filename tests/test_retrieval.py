@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -109,7 +110,7 @@ def test_feedback_query_weights_and_quotes() -> None:
     match = feedback_match(
         'annual leave "OR" NOT',
         ["Annual leave is 27 days.", "Leave requests go through Harbour."],
-        stem,
+        stem.many,
         3,
         0.7,
     )
@@ -117,9 +118,33 @@ def test_feedback_query_weights_and_quotes() -> None:
     phrases = match.split(" OR ")
     assert all(p.startswith('"') and p.endswith('"') for p in phrases)  # nothing read as FTS5 syntax
     assert phrases.count('"leave"') > phrases.count('"days"') >= 1  # query words weigh most
-    assert feedback_match("the of and", [], stem) is None
+    assert feedback_match("the of and", [], stem.many) is None
     fused = minmax_fusion([([(1, 0.9), (2, 0.7), (4, 0.5)], 1.0), ([(2, 10.0), (3, 5.0)], 1.0)])
     assert [i for i, _ in fused] == [2, 1, 3, 4] and fused[0][1] == pytest.approx(1.5)
+
+
+def test_stemming_many_words_at_once_matches_one_by_one() -> None:
+    """``Fts5Stemmer.many`` stems the uncached words in one pass; each must get the stem FTS5 gives it
+    alone (the first term of its row), also words FTS5 splits, folds or makes no token of."""
+    from groundwork.rag.feedback import Fts5Stemmer
+
+    words = ["running", "runs", "analogy", "as", "café", "x²", "日本語", "a-b", "", "---", "generalizations"]
+    alone = []
+    for w in words:
+        db = sqlite3.connect(":memory:")
+        db.execute("CREATE VIRTUAL TABLE s USING fts5(x, tokenize='porter unicode61')")
+        db.execute("CREATE VIRTUAL TABLE v USING fts5vocab(s, 'instance')")
+        db.execute("INSERT INTO s(rowid, x) VALUES (1, ?)", (w,))
+        row = db.execute("SELECT term FROM v LIMIT 1").fetchone()
+        alone.append(str(row[0]) if row else w)
+    assert alone[:4] == ["run", "run", "analog", "as"] and alone[-3:-1] == ["", "---"]
+    stem = Fts5Stemmer()
+    assert stem.many(words) == alone
+    assert stem.many(words[::-1]) == alone[::-1]  # now from the cache
+    full = Fts5Stemmer()
+    full.CACHE_SIZE = 2  # a full cache still answers every word
+    assert full.many([*words, "ponies"]) == [*alone, "poni"]
+    assert [full(w) for w in words] == alone
 
 
 def test_feedback_never_reads_outside_the_callers_groups(tmp_path: Path, handbook: Path) -> None:

@@ -96,28 +96,25 @@ def test_allowed_chunk_ids_match_a_row_by_row_evaluation(tmp_path: Path) -> None
     rng = np.random.default_rng(4)
     store = SQLiteDocumentStore(tmp_path / "x.sqlite3")
     docs: dict[str, tuple[str, tuple[str, ...], tuple[str, ...], float]] = {}
-    for n in range(40):
-        meta = (
-            str(rng.choice(["sea", "land"])),
-            tuple(str(g) for g in rng.choice(["hr", "eng", "ops"], size=int(rng.integers(0, 3)), replace=False)),
-            tuple(str(t) for t in rng.choice(["faq", "old"], size=int(rng.integers(0, 2)), replace=False)),
-            float(rng.integers(0, 100)),
-        )
-        docs[f"d{n}"] = meta
-        texts = [f"Chunk {i} of document {n}." for i in range(int(rng.integers(0, 6)))]
-        store.write_document(
-            *make_doc(
-                f"d{n}", texts, collection=meta[0], source=f"{'a' if n % 2 else 'b'}/d{n}.md",
-                groups=meta[1], tags=meta[2], modified_at=meta[3],
-            )
+
+    def pick(values: list[str], most: int) -> tuple[str, ...]:
+        return tuple(str(v) for v in rng.choice(values, size=int(rng.integers(0, most + 1)), replace=False))
+
+    def write(doc_id: str, texts: list[str], version: str = "v1") -> None:
+        collection, groups, tags, modified = docs[doc_id]
+        source = f"{'a' if int(doc_id[1:]) % 2 else 'b'}/{doc_id}.md"
+        doc = make_doc(
+            doc_id, texts, collection=collection, source=source, groups=groups, tags=tags,
+            modified_at=modified, version=version,
         )  # fmt: skip
+        store.write_document(*doc)
+
+    for n in range(40):
+        collection = str(rng.choice(["sea", "land"]))
+        docs[f"d{n}"] = (collection, pick(["hr", "eng", "ops"], 2), pick(["faq", "old"], 1), float(rng.integers(100)))
+        write(f"d{n}", [f"Chunk {i} of document {n}." for i in range(int(rng.integers(0, 6)))])
         if n % 7 == 3:  # an earlier document rewritten: its new ids come after later documents' ids
-            earlier = f"d{n // 2}"
-            c, g, t, m = docs[earlier]
-            store.write_document(
-                *make_doc(earlier, ["Rewritten.", "Twice."], collection=c, source=f"{'a' if n // 2 % 2 else 'b'}/"
-                          f"{earlier}.md", groups=g, tags=t, modified_at=m, version="v2")
-            )  # fmt: skip
+            write(f"d{n // 2}", ["Rewritten.", "Twice."], version="v2")
     db = store._db  # ids with holes: chunks removed directly (no API does this)
     db.execute("DELETE FROM chunks WHERE rowid IN (SELECT rowid FROM chunks WHERE ordinal = 1 LIMIT 5)")
 

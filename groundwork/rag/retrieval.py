@@ -266,6 +266,6 @@ class Retriever:
         widened = (widened / max(float(np.linalg.norm(widened)), 1e-9)).astype(np.float32)
         vector_hits = self.vectors.query(widened, s.candidates, allowed)
         texts = [c.text for c in self.documents.get_chunks(ids).values()]
-        match = feedback_match(query, texts, self._stem, s.feedback_terms, s.feedback_query_weight)
+        match = feedback_match(query, texts, self._stem.many, s.feedback_terms, s.feedback_query_weight)
         keyword_hits = self.documents.keyword_search(query, s.candidates, flt, match=match)
         return vector_hits, keyword_hits
