@@ -110,8 +110,8 @@ def test_allowed_chunk_ids_match_a_row_by_row_evaluation(tmp_path: Path) -> None
         store.write_document(*doc)
 
     for n in range(40):
-        collection = str(rng.choice(["sea", "land"]))
-        docs[f"d{n}"] = (collection, pick(["hr", "eng", "ops"], 2), pick(["faq", "old"], 1), float(rng.integers(100)))
+        collection, groups = str(rng.choice(["sea", "land"])), pick(["hr", "eng", "ops"], 2)
+        docs[f"d{n}"] = (collection, groups, pick(["faq"], 1), float(rng.integers(100)))
         write(f"d{n}", [f"Chunk {i} of document {n}." for i in range(int(rng.integers(0, 6)))])
         if n % 7 == 3:  # an earlier document rewritten: its new ids come after later documents' ids
             write(f"d{n // 2}", ["Rewritten.", "Twice."], version="v2")
@@ -140,9 +140,9 @@ def test_allowed_chunk_ids_match_a_row_by_row_evaluation(tmp_path: Path) -> None
         ChunkFilter(groups=("eng", "ops")),
         ChunkFilter(groups=()),
         ChunkFilter(collection="sea", tags=("faq",)),
-        ChunkFilter(tags=("faq", "old"), groups=("hr", "eng")),
+        ChunkFilter(tags=("faq", "other"), groups=("hr", "eng")),
         ChunkFilter(source_prefix="a/", modified_after=30.0),
-        ChunkFilter(collection="land", modified_before=50.0, tags=("old",)),
+        ChunkFilter(collection="land", modified_before=50.0, tags=("faq",)),
         ChunkFilter(collection="air"),
     ]
     for flt in filters:
