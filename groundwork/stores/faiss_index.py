@@ -193,7 +193,8 @@ class FaissVectorStore:
         A filter admits whole documents, whose chunks are consecutive rows, so the rows are usually a
         few long runs of consecutive rows: each run is scored in place on a slice of the matrix instead
         of first copying every admitted row (10,000 rows of 384 floats: about 4 ms of copying for 1 ms
-        of arithmetic).
+        of arithmetic, and the product over the copy went to OpenBLAS's threads, which doubled the CPU
+        and competed with the query for the cores; ``benchmarks/RESULTS.md``).
         """
         breaks = np.flatnonzero(np.diff(rows) != 1) + 1
         if len(rows) < self.RUN_LENGTH * (len(breaks) + 1):
