@@ -110,3 +110,28 @@ def test_settings_choose_the_precision(tmp_path: Any) -> None:
     assert Settings.load(None, data_dir=tmp_path).embeddings.precision == "fp32"
     with pytest.raises(ConfigError, match=r"embeddings\.precision"):
         Settings.load(None, data_dir=tmp_path, embeddings={"precision": "fp16"})
+
+
+def test_a_small_call_runs_on_one_thread_and_leaves_the_callers_count(
+    fp32: MiniLMEmbedder, monkeypatch: Any
+) -> None:
+    import torch
+
+    seen: list[int] = []
+    model = fp32._model
+
+    def recording(**kwargs: Any) -> Any:
+        seen.append(torch.get_num_threads())
+        return model(**kwargs)
+
+    monkeypatch.setattr(fp32, "_model", recording)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        fp32.embed(["how many days of annual leave do I get"])
+        assert seen == [1] and torch.get_num_threads() == 2
+        seen.clear()
+        fp32.embed(["The quick brown fox " * 60] * 4)  # 1,024 tokens: a batch, on the caller's threads
+        assert seen == [2] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

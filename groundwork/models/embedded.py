@@ -56,6 +56,8 @@ def _torch() -> Any:
 
 EmbedderPrecision = Literal["fp32", "bf16", "int8"]
 EMBEDDER_PRECISIONS: tuple[str, ...] = get_args(EmbedderPrecision)
+SINGLE_THREAD_TOKENS = 512
+"""An embedding call of at most this many tokens (a query, a few short texts) runs on one torch thread."""
 
 
 class MiniLMEmbedder(EmbeddingModel):
@@ -144,10 +146,34 @@ class MiniLMEmbedder(EmbeddingModel):
             )
         ids: list[list[int]] = encoded["input_ids"]
         types: list[list[int]] | None = encoded.get("token_type_ids")
-        pad = int(self._tokenizer.pad_token_id or 0)
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         out = np.empty((len(ids), self.dimensions), dtype=np.float32)
         autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16")
+        # A small call (a query) runs on one thread: splitting a forward pass this small across threads
+        # costs more in synchronisation than it saves, and on a busy machine waiting for the second
+        # thread to be scheduled dominated (median 570 ms against 30 ms on one thread, load 7 on 2
+        # cores). torch's thread count belongs to the calling thread (OpenMP), so others keep theirs.
+        threads = torch.get_num_threads()
+        small = sum(min(len(x), self.max_tokens) for x in ids) <= SINGLE_THREAD_TOKENS
+        if small and threads > 1:
+            torch.set_num_threads(1)
+        try:
+            self._forward(torch, ids, types, order, out, autocast)
+        finally:
+            if small and threads > 1:
+                torch.set_num_threads(threads)
+        return out
+
+    def _forward(
+        self,
+        torch: Any,
+        ids: list[list[int]],
+        types: list[list[int]] | None,
+        order: list[int],
+        out: Vectors,
+        autocast: Any,
+    ) -> None:
+        pad = int(self._tokenizer.pad_token_id or 0)
         with torch.inference_mode(), autocast:
             for i in range(0, len(order), self.batch_size):
                 rows = order[i : i + self.batch_size]
@@ -171,7 +197,6 @@ class MiniLMEmbedder(EmbeddingModel):
                 pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
                 pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
                 out[np.asarray(rows)] = pooled.numpy()
-        return out
 
 
 def find_smollm_gguf() -> Path:
