@@ -130,7 +130,7 @@ def phase_dry_run(html_files: list[Path], out: Path) -> dict[str, Any]:
     }
 
 
-def phase_groundwork(corpus: Path, expected_texts: Path, runs: int) -> dict[str, Any]:
+def phase_groundwork(corpus: Path, expected_texts: Path, runs: int, precision: str) -> dict[str, Any]:
     """(b) raw embed and (a) ingest, interleaved ``runs`` times, one shared warmed MiniLM embedder."""
     import torch
 
@@ -138,7 +138,7 @@ def phase_groundwork(corpus: Path, expected_texts: Path, runs: int) -> dict[str,
     from groundwork.container import Container
     from groundwork.models.embedded import MiniLMEmbedder
 
-    shared = MiniLMEmbedder()
+    shared = MiniLMEmbedder(precision=precision)  # type: ignore[arg-type]
     started = time.perf_counter()
     shared.embed(["warm up"])
     load_s = time.perf_counter() - started
@@ -271,6 +271,7 @@ def main() -> None:
     ap.add_argument("--max-wait", type=float, default=1200.0, help="seconds to wait for a quiet machine")
     ap.add_argument("--llamaindex-python", type=Path, default=LLAMAINDEX_PYTHON)
     ap.add_argument("--skip-llamaindex", action="store_true")
+    ap.add_argument("--precision", default="fp32", help="MiniLM precision for (a) and (b): fp32, bf16, int8")
     ap.add_argument("--phase", choices=["dry", "groundwork"], help=argparse.SUPPRESS)
     ap.add_argument("--corpus", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--texts", type=Path, help=argparse.SUPPRESS)
@@ -281,7 +282,7 @@ def main() -> None:
         print(json.dumps(phase_dry_run(files, args.texts)))
         return
     if args.phase == "groundwork":
-        print(json.dumps(phase_groundwork(args.corpus, args.texts, args.runs)))
+        print(json.dumps(phase_groundwork(args.corpus, args.texts, args.runs, args.precision)))
         return
 
     print(
@@ -337,7 +338,20 @@ def main() -> None:
         note = wait_for_quiet(max_wait_s=args.max_wait)
         notes.append(f"Before Groundwork (a)+(b): {note}.")
         print(notes[-1], file=sys.stderr)
-        gw = run_child(self_cmd("--phase", "groundwork", "--corpus", str(corpus), "--texts", str(texts_path)))
+        gw = run_child(
+            self_cmd(
+                "--phase",
+                "groundwork",
+                "--corpus",
+                str(corpus),
+                "--texts",
+                str(texts_path),
+                "--runs",
+                str(args.runs),
+                "--precision",
+                args.precision,
+            )
+        )
         gw_runs = " ".join(
             f"[raw {r:.1f}s ({rc:.1f}s CPU), ingest {i:.1f}s ({ic:.1f}s CPU)]"
             for r, i, rc, ic in zip(
@@ -363,7 +377,8 @@ def main() -> None:
     gw_rate = chunks / med(gw["ingest_s"])
     lines = [
         f"Corpus: PostgreSQL 15 HTML manual ({args.html_dir}), {subset}, {size_mb:.1f} MB of HTML; "
-        f"{args.runs} run(s) of each, medians. Torch threads {gw['torch_threads']}; MiniLM load "
+        f"{args.runs} run(s) of each, medians. MiniLM precision {args.precision}, torch threads "
+        f"{gw['torch_threads']}; MiniLM load "
         f"{gw['load_s']:.1f}s (Groundwork) / {li['load_s'] if li else 0:.1f}s (LlamaIndex), not counted.",
         "",
         "| measure | chunks | seconds | chunks/s | peak RSS MB |",
