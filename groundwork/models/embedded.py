@@ -120,11 +120,17 @@ class MiniLMEmbedder(EmbeddingModel):
             model = AutoModel.from_pretrained(str(path), local_files_only=True)
             model.eval()
             if self.precision == "int8":
+                import warnings
+
                 from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
-                model = quantize_dynamic(
-                    model, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8
-                )
+                # torch 2.13 warns that its quantised tensor types will go in a future release (their
+                # successor is the torchao package); documented with the option in the README.
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", message=".*quantiz.*deprecated", category=UserWarning)
+                    model = quantize_dynamic(
+                        model, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8
+                    )
             self._counter = counter
             self._model = model
 
