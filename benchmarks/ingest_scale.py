@@ -26,10 +26,11 @@ files that fit are used (the report says so).
   ``chunk_size``/``chunk_overlap`` equal Groundwork's ``chunking.max_tokens``/``overlap_tokens``, but
   LlamaIndex counts tiktoken tokens, Groundwork MiniLM word pieces, so the chunk counts differ.
 
-(a)+(b) run in one child process, (c) in another; each reports its peak RSS (``ru_maxrss``). (a) and (b)
-also report process CPU seconds (all threads), steadier than wall time when other jobs load the machine.
-Before each measurement the script waits until the 1-minute load average is below 1.5 (polled every
-30 s, at most ``--max-wait`` s, then runs anyway and says so): other benchmarks share the machine.
+Each round runs (a)+(b) in one child process and (c) in another, alternating which goes first; each
+reports its peak RSS (``ru_maxrss``) and process CPU seconds (all threads), steadier than wall time when
+other jobs load the machine. Before each measurement the script waits until the 1-minute load average is
+below 1.5 (polled every 30 s, at most ``--max-wait`` s, then runs anyway and says so): other benchmarks
+share the machine.
 """
 
 from __future__ import annotations
@@ -222,8 +223,9 @@ def read_corpus():
 out = {"load_s": load_s, "version": llama_index.core.__version__, "torch_threads": torch.get_num_threads(),
        "embed_batch_size": embed_model.embed_batch_size, "max_length": embed_model.max_length,
        "total_s": [], "parse_s": [], "split_s": [], "nodes": []}
+out["cpu_s"] = []
 for _ in range(runs):
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     docs = read_corpus()
     t1 = time.perf_counter()
     splitter = SentenceSplitter(chunk_size=chunk_size, chunk_overlap=overlap)
@@ -232,6 +234,7 @@ for _ in range(runs):
     t2 = time.perf_counter()
     out["parse_s"].append(t1 - t0)
     out["total_s"].append(t2 - t0)
+    out["cpu_s"].append(time.process_time() - c0)
     out["nodes"].append(len(nodes))
     assert all(n.embedding is not None for n in nodes)
     t3 = time.perf_counter()
@@ -244,6 +247,18 @@ for _ in range(runs):
 out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps(out))
 """
+
+
+def merge_runs(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """One child's report per round -> one report: list fields concatenated, peaks maxed, else the first."""
+    merged = dict(results[0])
+    for other in results[1:]:
+        for key, value in other.items():
+            if isinstance(value, list):
+                merged[key] = merged[key] + value
+            elif "rss" in key:
+                merged[key] = max(merged[key], value)
+    return merged
 
 
 def run_child(cmd: list[str]) -> dict[str, Any]:
@@ -335,42 +350,39 @@ def main() -> None:
             else f"all {len(files_used)} files"
         )
 
-        note = wait_for_quiet(max_wait_s=args.max_wait)
-        notes.append(f"Before Groundwork (a)+(b): {note}.")
-        print(notes[-1], file=sys.stderr)
-        gw = run_child(
-            self_cmd(
-                "--phase",
-                "groundwork",
-                "--corpus",
-                str(corpus),
-                "--texts",
-                str(texts_path),
-                "--runs",
-                str(args.runs),
-                "--precision",
-                args.precision,
-            )
-        )
+        script = tmp / "llamaindex_child.py"
+        script.write_text(LLAMAINDEX_CHILD)
+        gw_cmd = self_cmd(
+            "--phase", "groundwork", "--corpus", str(corpus), "--texts", str(texts_path),
+            "--runs", "1", "--precision", args.precision,
+        )  # fmt: skip
+        li_cmd = [str(args.llamaindex_python), str(script), str(corpus), "1", "180", "30"]
+        gw_all: list[dict[str, Any]] = []
+        li_all: list[dict[str, Any]] = []
+        # Rounds alternate which side goes first, so a change in the machine's load hits both.
+        for r in range(args.runs):
+            sides = ["groundwork", "llamaindex"] if not args.skip_llamaindex else ["groundwork"]
+            for side in sides if r % 2 == 0 else sides[::-1]:
+                note = wait_for_quiet(max_wait_s=args.max_wait)
+                notes.append(f"Round {r + 1}, before {side}: {note}.")
+                print(notes[-1], file=sys.stderr)
+                if side == "groundwork":
+                    gw_all.append(run_child(gw_cmd))
+                    print(
+                        f"groundwork: {gw_all[-1]['raw_s']} raw, {gw_all[-1]['ingest_s']} ingest",
+                        file=sys.stderr,
+                    )
+                else:
+                    li_all.append(run_child(li_cmd))
+                    print(f"llamaindex: {li_all[-1]['total_s']}", file=sys.stderr)
+        gw = merge_runs(gw_all)
+        li = merge_runs(li_all) if li_all else None
         gw_runs = " ".join(
             f"[raw {r:.1f}s ({rc:.1f}s CPU), ingest {i:.1f}s ({ic:.1f}s CPU)]"
             for r, i, rc, ic in zip(
                 gw["raw_s"], gw["ingest_s"], gw["raw_cpu_s"], gw["ingest_cpu_s"], strict=True
             )
         )
-        print(f"groundwork: {gw_runs}", file=sys.stderr)
-
-        li: dict[str, Any] | None = None
-        if not args.skip_llamaindex:
-            note = wait_for_quiet(max_wait_s=args.max_wait)
-            notes.append(f"Before LlamaIndex (c): {note}.")
-            print(notes[-1], file=sys.stderr)
-            script = tmp / "llamaindex_child.py"
-            script.write_text(LLAMAINDEX_CHILD)
-            li = run_child(
-                [str(args.llamaindex_python), str(script), str(corpus), str(args.runs), "180", "30"]
-            )
-            print(f"llamaindex: {li['total_s']}", file=sys.stderr)
 
     chunks = gw["chunks"][0]
     raw_rate = gw["raw_chunks"] / med(gw["raw_s"])
@@ -402,6 +414,9 @@ def main() -> None:
             f"| {li['peak_rss_mb']:,.0f} |",
             f"| **(c)/(a) seconds for the corpus** (target >= 1.5) | | **{li_s / med(gw['ingest_s']):.2f}x** "
             f"| | |",
+            f"| (c)/(a) process CPU seconds for the corpus | | {med(li['cpu_s']):.1f} vs "
+            f"{med(gw['ingest_cpu_s']):.1f} CPU s: "
+            f"**{med(li['cpu_s']) / med(gw['ingest_cpu_s']):.2f}x** | | |",
             f"| **(a)/(c) chunks/s** | | | **{gw_rate / li_rate:.2f}x** | |",
             "",
             f"LlamaIndex parts: reading + BeautifulSoup {med(li['parse_s']):.1f}s, SentenceSplitter alone "
