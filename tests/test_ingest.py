@@ -182,3 +182,77 @@ def test_upload_bytes(fake_container: Container) -> None:
     assert report.added == ["snacks.md"]
     hits = fake_container.retriever.retrieve("when is the kitchen restocked")
     assert hits.chunks and hits.chunks[0].chunk.title == "Snacks"
+
+
+def test_embedding_overlaps_the_writes_of_the_previous_batch(
+    fake_container: Container, handbook: Path
+) -> None:
+    """Batch N is written while batch N+1 embeds: the first write waits until the second embedding call
+    has started, which only a pipelined ingestion lets happen (a serial one would time out here)."""
+    import threading
+
+    embedder, documents = fake_container.embedder, fake_container.documents
+    real_embed, real_write = embedder.embed, documents.write_document
+    second_call = threading.Event()
+    calls: list[tuple[str, int]] = []
+    waited: list[bool] = []
+
+    def embed(texts):  # type: ignore[no-untyped-def]
+        calls.append((threading.current_thread().name, len(texts)))
+        if len(calls) == 2:
+            second_call.set()
+        return real_embed(texts)
+
+    def write(*args, **kwargs):  # type: ignore[no-untyped-def]
+        if not waited:
+            waited.append(second_call.wait(timeout=10))
+        return real_write(*args, **kwargs)
+
+    embedder.embed = embed  # type: ignore[method-assign]
+    documents.write_document = write  # type: ignore[method-assign]
+    report = fake_container.ingestor.ingest_paths([handbook])
+    assert len(report.added) == N_HANDBOOK and not report.failed
+    assert waited == [True]
+    assert all(name.startswith("ingest-embed") for name, _ in calls)
+    # the first call is small (the embedder starts early), later ones grow
+    biggest = max(d.chunk_count for d in documents.list_documents())
+    assert 64 <= calls[0][1] < 64 + biggest and len(calls) >= 2
+    assert sum(n for _, n in calls) == report.chunks_written
+
+
+def test_embedding_calls_grow_up_to_embed_batch(tmp_path: Path, handbook: Path) -> None:
+    from groundwork.rag.ingest import Ingestor
+
+    c = Container(fake_settings(tmp_path / "data"))
+    sizes: list[int] = []
+    real_embed = c.embedder.embed
+    c.embedder.embed = lambda texts: sizes.append(len(texts)) or real_embed(texts)  # type: ignore[method-assign]
+    ingestor = Ingestor(c.documents, c.vectors, c.embedder, c.settings.chunking, embed_batch=70)
+    for n in range(3):  # more files: three copies of the handbook
+        shutil.copytree(handbook, tmp_path / f"copy{n}")
+    report = ingestor.ingest_paths([tmp_path / f"copy{n}" for n in range(3)])
+    c.close()
+    biggest = 40  # no handbook document has this many chunks
+    assert sum(sizes) == report.chunks_written
+    assert all(n < 70 + biggest for n in sizes)
+    assert sizes[0] >= 64 and all(n >= 70 for n in sizes[1:-1])
+
+
+def test_a_text_repeated_in_a_batch_is_embedded_once(fake_container: Container, tmp_path: Path) -> None:
+    folder = tmp_path / "dup"
+    folder.mkdir()
+    boilerplate = "Confidential: do not forward this page outside the company."
+    for name in ("a", "b"):
+        (folder / f"{name}.md").write_text(
+            f"# Notice\n\nPage {name} about leave.\n\n## Footer\n\n{boilerplate}\n"
+        )
+    embedder = fake_container.embedder
+    assert isinstance(embedder, FakeEmbedder)
+    report = fake_container.ingestor.ingest_paths([folder])
+    assert report.chunks_written == 4 and not report.failed
+    assert embedder.texts_embedded == 3  # the identical footer chunk (same title and headings) once
+    hits = fake_container.retriever.retrieve(boilerplate, top_k=4).chunks
+    footers = [sc for sc in hits if sc.chunk.text == boilerplate]
+    assert len(footers) == 2
+    assert len({sc.chunk.document_id for sc in footers}) == 2
+    assert footers[0].score == pytest.approx(footers[1].score)  # the same vector

@@ -230,6 +230,40 @@ def test_html_table_rows_script_and_style() -> None:
         assert doc.text[s.start : s.end] == s.text
 
 
+def test_html_site_navigation_is_not_content() -> None:
+    # The shape of a DocBook page (the PostgreSQL manual): Prev/Up/Home/Next tables around the section,
+    # plus an ARIA navigation bar (Sphinx) and a breadcrumb trail.
+    html = b"""<html><head><title>5.1. Table Basics</title></head><body>
+    <div class="navheader"><table summary="Navigation header"><tr><th colspan="5">5.1. Table Basics</th></tr>
+    <tr><td><a accesskey="p" href="ddl.html">Prev</a></td><td><a href="ddl.html">Up</a></td>
+    <th>Chapter 5. Data Definition</th><td><a href="index.html">Home</a></td><td><a>Next</a></td></tr>
+    </table></div>
+    <div role="navigation" class="related"><ul><li>modules</li><li>index</li></ul></div>
+    <ol class="Breadcrumb"><li>Docs</li><li>Data Definition</li></ol>
+    <div class="sect1"><h2>5.1. Table Basics</h2><p>A table is much like a table on paper.</p>
+    <table><tr><td>id</td><td>integer</td></tr></table>
+    <div class="tip"><h3>Tip</h3><p>See Section 5.6.</p></div></div>
+    <div class="navfooter"><table summary="Navigation footer"><tr><td>Prev</td><td>Up</td><td>Next</td></tr>
+    <tr><td>Chapter 5. Data Definition</td><td>Home</td><td>5.2. Default Values</td></tr></table></div>
+    </body></html>"""
+    doc = load_bytes(html, "ddl-basics.html")
+    assert [s.text for s in doc.sections] == [
+        "A table is much like a table on paper.",
+        "id | integer",
+        "See Section 5.6.",
+    ]
+    for banned in ("Prev", "Home", "Default Values", "modules", "Docs"):
+        assert banned not in doc.text
+    assert doc.title == "5.1. Table Basics"
+
+
+def test_html_navigation_classes_do_not_match_words_inside_other_classes() -> None:
+    html = b"""<body><h1>Guide</h1><div class="navheader-like intro"><p>Kept paragraph.</p></div>
+    <div class="content"><p>Body.</p></div></body>"""
+    doc = load_bytes(html, "g.html")
+    assert [s.text for s in doc.sections] == ["Kept paragraph.", "Body."]
+
+
 def test_html_without_block_tags_falls_back_to_visible_text() -> None:
     doc = load_bytes(b"<html><body><div>Just   some <span>loose</span> text</div></body></html>", "a.htm")
     assert doc.text == "Just some loose text"

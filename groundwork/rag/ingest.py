@@ -58,7 +58,12 @@ class IngestReport:
 
 
 PREFETCH = 4
-"""Files parsed ahead of the embedder."""
+"""Files parsed ahead of the main thread."""
+
+FIRST_EMBED_BATCH = 64
+"""Chunks in the first embedding call of a run; each later call doubles, up to ``embed_batch``. A small
+first call starts the embedder early; large later ones let the embedder batch texts of equal token
+counts (padding: 1.11x the real tokens in windows of 256 chunks of the PostgreSQL manual, 1.04x in 1,024)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +106,23 @@ def discover(paths: Iterable[Path]) -> tuple[list[Path], list[Path]]:
     return list(dict.fromkeys(files)), folders
 
 
+def _parsed(path: Path, future: Future[_Prepared | None], report: IngestReport) -> _Prepared | None:
+    """The parsed file, or ``None`` after noting it in ``report`` as unchanged or failed."""
+    try:
+        prepared = future.result()
+    except GroundworkError as exc:
+        report.failed.append((str(path), exc.message))
+    except OSError as exc:
+        report.failed.append((str(path), f"cannot read the file: {exc.strerror or exc}"))
+    except Exception as exc:  # a loader bug: this file fails, the others go on
+        report.failed.append((str(path), f"{type(exc).__name__}: {exc}"))
+    else:
+        if prepared is None:
+            report.unchanged.append(str(path))
+        return prepared
+    return None
+
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -126,7 +148,7 @@ class Ingestor:
         embedder: EmbeddingModel,
         chunking: ChunkingSettings,
         loaders: dict[str, Loader] | None = None,
-        embed_batch: int = 256,
+        embed_batch: int = 1024,
         groups_for: Callable[[str, tuple[str, ...]], tuple[str, ...]] | None = None,
         on_report: Callable[[IngestReport], None] | None = None,
     ) -> None:
@@ -160,10 +182,11 @@ class Ingestor:
     ) -> IngestReport:
         """Ingest files and folders into ``collection``; see the module docstring for the rules.
 
-        Files are read, parsed and chunked by a worker thread a few files ahead, while the calling thread
-        embeds: chunks of several documents share one embedding batch (``embed_batch``), then each
-        document is written in its own transaction. At most ``PREFETCH`` parsed documents plus one batch
-        are held in memory, however large the corpus.
+        Three stages overlap: a worker thread reads, parses and chunks files a few ahead; a second one
+        embeds a batch of chunks of several documents (up to ``embed_batch``); the calling thread
+        collects the next batch meanwhile and writes each embedded document in its own transaction.
+        At most ``PREFETCH`` parsed documents plus two batches are held in memory, however large the
+        corpus.
         """
         started = time.perf_counter()
         report = IngestReport()
@@ -176,32 +199,39 @@ class Ingestor:
             return self._prepare(path.read_bytes(), str(path), collection, meta)
 
         batch: list[_Prepared] = []
+        batch_chunks = 0
+        limit = min(FIRST_EMBED_BATCH, self.embed_batch)
+        in_flight: tuple[list[_Prepared], Future[np.ndarray]] | None = None
         try:
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-parse") as pool:
+            with (
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-parse") as pool,
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-embed") as embedding,
+            ):
                 ahead: deque[tuple[Path, Future[_Prepared | None]]] = deque()
                 queue = iter(files)
                 for done in range(1, len(files) + 1):
                     while len(ahead) < PREFETCH and (nxt := next(queue, None)) is not None:
                         ahead.append((nxt, pool.submit(prepare, nxt)))
                     path, future = ahead.popleft()
-                    try:
-                        prepared = future.result()
-                    except GroundworkError as exc:
-                        report.failed.append((str(path), exc.message))
-                    except OSError as exc:
-                        report.failed.append((str(path), f"cannot read the file: {exc.strerror or exc}"))
-                    except Exception as exc:  # a loader bug: this file fails, the others go on
-                        report.failed.append((str(path), f"{type(exc).__name__}: {exc}"))
-                    else:
-                        if prepared is None:
-                            report.unchanged.append(str(path))
-                        else:
-                            batch.append(prepared)
-                            if sum(len(p.chunks) for p in batch) >= self.embed_batch:
-                                self._write_batch(batch, report)
+                    prepared = _parsed(path, future, report)
+                    if prepared is not None:
+                        batch.append(prepared)
+                        batch_chunks += len(prepared.chunks)
+                        if batch_chunks >= limit:
+                            # queued behind the batch being embedded, which is then written while
+                            # this one embeds: the embedder never waits for the store
+                            previous = in_flight
+                            in_flight = (batch, embedding.submit(self._embed_batch, batch))
+                            if previous is not None:
+                                self._write_embedded(*previous, report)
+                            batch, batch_chunks = [], 0
+                            limit = min(2 * limit, self.embed_batch)
                     if progress is not None:
                         progress(str(path), done, len(files))
-                self._write_batch(batch, report)
+                last = (batch, embedding.submit(self._embed_batch, batch)) if batch else None
+                for pending in (in_flight, last):
+                    if pending is not None:
+                        self._write_embedded(*pending, report)
             for folder in folders:
                 self._delete_missing(folder, collection, seen, report)
         finally:
@@ -303,17 +333,32 @@ class Ingestor:
         return _Prepared(doc, chunks, texts, replaces=existing is not None)
 
     def _write_batch(self, batch: list[_Prepared], report: IngestReport) -> None:
-        """Embed a batch of documents together, then write each in its own transaction.
-
-        If the shared embedding call fails, each document is embedded alone, so a document that
-        breaks the embedder fails by itself and the others land.
-        """
+        """Embed a batch of documents together, then write each in its own transaction."""
         if not batch:
             return
         try:
-            vectors = self._embed([t for p in batch for t in p.texts])
+            vectors: np.ndarray | None = self._embed_batch(batch)
         except Exception:
             vectors = None
+        self._write(batch, vectors, report)
+        batch.clear()
+
+    def _write_embedded(
+        self, batch: list[_Prepared], vectors: Future[np.ndarray], report: IngestReport
+    ) -> None:
+        """Write a batch whose embedding call was started in the background."""
+        try:
+            done: np.ndarray | None = vectors.result()
+        except Exception:
+            done = None
+        self._write(batch, done, report)
+
+    def _write(self, batch: list[_Prepared], vectors: np.ndarray | None, report: IngestReport) -> None:
+        """Write each document of a batch in its own transaction.
+
+        ``vectors`` is ``None`` when the batch's shared embedding call failed: then each document is
+        embedded alone, so a document that breaks the embedder fails by itself and the others land.
+        """
         offset = 0
         for prepared in batch:
             n = len(prepared.texts)
@@ -330,7 +375,6 @@ class Ingestor:
                 report.chunks_embedded += n
                 (report.updated if prepared.replaces else report.added).append(prepared.document.source)
             offset += n
-        batch.clear()
 
     def _commit(self, prepared: _Prepared, vectors: np.ndarray) -> None:
         doc = prepared.document
@@ -339,5 +383,15 @@ class Ingestor:
         self.vectors.delete(old_ids)
         self.vectors.upsert(new_ids, vectors)
 
+    def _embed_batch(self, batch: Sequence[_Prepared]) -> np.ndarray:
+        return self._embed([t for p in batch for t in p.texts])
+
     def _embed(self, texts: Sequence[str]) -> np.ndarray:
-        return self.embedder.embed(texts) if texts else np.zeros((0, self.embedder.dimensions), np.float32)
+        """Vectors of ``texts``; a text repeated in the call (boilerplate) is embedded once."""
+        if not texts:
+            return np.zeros((0, self.embedder.dimensions), np.float32)
+        distinct = list(dict.fromkeys(texts))
+        if len(distinct) == len(texts):
+            return self.embedder.embed(texts)
+        row = {text: i for i, text in enumerate(distinct)}
+        return self.embedder.embed(distinct)[[row[t] for t in texts]]

@@ -141,14 +141,32 @@ def _decode(data: bytes, source: str) -> str:
 # -- HTML ------------------------------------------------------------------------------------------
 
 _HTML_BLOCKS = ("h1", "h2", "h3", "h4", "h5", "h6", "p", "li", "pre", "tr", "dt", "dd", "blockquote")
+_HTML_DROPPED = ("script", "style", "nav", "noscript", "template", "svg")
+_NAV_ROLES = frozenset({"navigation", "search"})
+_NAV_CLASSES = frozenset({"navheader", "navfooter", "breadcrumb", "breadcrumbs"})
+"""Site navigation that repeats on every page of generated documentation: ARIA navigation and search
+landmarks (Sphinx marks its related-links bar and sidebar so), DocBook's Prev/Up/Home/Next tables
+(``div.navheader``/``div.navfooter``: the PostgreSQL manual, many Linux manuals) and breadcrumb trails.
+Embedded, they only add near-identical chunks and noise under each page's last heading."""
+
+
+def _is_navigation(tag: Any) -> bool:
+    if tag.name in _HTML_DROPPED:
+        return True
+    attrs = getattr(tag, "attrs", None) or {}
+    if str(attrs.get("role", "")).lower() in _NAV_ROLES:
+        return True
+    classes = attrs.get("class") or ()
+    return any(c.lower() in _NAV_CLASSES for c in ([classes] if isinstance(classes, str) else classes))
 
 
 def load_html(data: bytes, source: str) -> ParsedDocument:
     from bs4 import BeautifulSoup
 
     soup = BeautifulSoup(data, "html.parser")
-    for tag in soup(["script", "style", "nav", "noscript", "template", "svg"]):
-        tag.decompose()
+    for tag in soup.find_all(_is_navigation):
+        if not tag.decomposed:  # inside navigation removed already
+            tag.decompose()
     title_tag = soup.find("title")
     title = (_clean(title_tag.get_text()) or None) if title_tag else None
     root = soup.body or soup
