@@ -255,4 +255,4 @@ def test_a_text_repeated_in_a_batch_is_embedded_once(fake_container: Container, 
     footers = [sc for sc in hits if sc.chunk.text == boilerplate]
     assert len(footers) == 2
     assert len({sc.chunk.document_id for sc in footers}) == 2
-    assert footers[0].score == pytest.approx(footers[1].score)  # the same vector
+    assert footers[0].vector_score == pytest.approx(footers[1].vector_score)  # the same vector
