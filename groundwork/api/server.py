@@ -27,30 +27,17 @@ def server_config(
     )
 
 
-GC_THRESHOLD0 = 7_000
-"""Container objects allocated (net) between two young-generation collections while serving (CPython's
-default is 700)."""
+def freeze_startup_heap() -> int:
+    """Move every object alive now out of the garbage collector's reach (``gc.freeze``); how many.
 
-
-def tune_gc_for_serving() -> int:
-    """Set up the garbage collector for a long-running server; how many objects were frozen.
-
-    Called by ``groundwork serve`` once the app is built, before it serves:
-
-    * ``gc.freeze()``: the modules, settings, models and routes built at start-up live as long as the
-      process, yet every full collection walked them all again. Garbage found now is collected first;
-      frozen objects are still freed when their last reference goes, only cycles among them are not.
-    * a young generation of :data:`GC_THRESHOLD0` objects instead of 700: at 16 concurrent requests a
-      young collection walks every live object of the requests in flight, so it cost ~100 µs, about
-      every fifth request; objects that outlive a request for a while (span records waiting for their
-      export batch) made them more frequent still.
-
-    At 16 concurrent non-streamed chat completions the two together took some 30-50 µs of CPU off a
-    request with tracing off and 60-80 µs with it on (``benchmarks/RESULTS.md``). Memory: at most that
-    many more young objects wait for a collection; those freed by reference counting never do.
+    Called by ``groundwork serve`` once the app is built, before it serves. The modules, settings,
+    models and routes built at start-up live as long as the process, yet every full collection
+    walked them all again; the objects that survive a request for a while (span records waiting for
+    their export batch, pooled connections) start a full collection every few seconds under load. A
+    non-streamed chat completion at 16 concurrent requests took some 30 µs of CPU less with tracing
+    off, 60 µs with it on (``benchmarks/RESULTS.md``). Garbage found now is collected first; frozen
+    objects are still freed when their last reference goes, only reference cycles among them are not.
     """
     gc.collect()
     gc.freeze()
-    _, threshold1, threshold2 = gc.get_threshold()
-    gc.set_threshold(GC_THRESHOLD0, threshold1, threshold2)
     return gc.get_freeze_count()
