@@ -31,12 +31,12 @@ def freeze_startup_heap() -> int:
     """Move every object alive now out of the garbage collector's reach (``gc.freeze``); how many.
 
     Called by ``groundwork serve`` once the app is built, before it serves. The modules, settings,
-    models and routes built at start-up live as long as the process, yet every full collection
-    walked them all again; the objects that survive a request for a while (span records waiting for
-    their export batch, pooled connections) start a full collection every few seconds under load. A
-    non-streamed chat completion at 16 concurrent requests took some 30 µs of CPU less with tracing
-    off, 60 µs with it on (``benchmarks/RESULTS.md``). Garbage found now is collected first; frozen
-    objects are still freed when their last reference goes, only reference cycles among them are not.
+    models and routes built at start-up live as long as the process, yet every full collection walked
+    them all again (and objects that outlive requests, such as span records waiting for their export
+    batch, keep starting full collections). A non-streamed chat completion at 16 concurrent requests
+    took some 30-50 µs of CPU less, tracing on or off (``benchmarks/RESULTS.md``). Garbage found now
+    is collected first; frozen objects are still freed when their last reference goes, only reference
+    cycles among them are not.
     """
     gc.collect()
     gc.freeze()
