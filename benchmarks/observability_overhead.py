@@ -66,6 +66,28 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) * _TICK_S  # utime, stime: fields 14 and 15 of stat
 
 
+def thread_counters(pid: int) -> dict[str, list[float]]:
+    """Per thread name (the main thread's is the process's): [user s, system s, voluntary and involuntary
+    context switches] summed over the threads of that name."""
+    counters: dict[str, list[float]] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+            status = (task / "status").read_text()
+        except OSError:  # the thread ended meanwhile
+            continue
+        name = "main" if task.name == str(pid) else stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        lines = (line.split(":\t") for line in status.splitlines() if "ctxt" in line)
+        switches = {k: float(v) for k, v in lines}
+        row = counters.setdefault(name, [0.0, 0.0, 0.0, 0.0])
+        row[0] += int(fields[11]) * _TICK_S
+        row[1] += int(fields[12]) * _TICK_S
+        row[2] += switches.get("voluntary_ctxt_switches", 0.0)
+        row[3] += switches.get("nonvoluntary_ctxt_switches", 0.0)
+    return counters
+
+
 @dataclass(frozen=True)
 class Variant:
     name: str
@@ -105,6 +127,11 @@ def main() -> None:
         help="add a second 'off' and a second 'on' server: how far two identical servers differ",
     )
     parser.add_argument(
+        "--threads",
+        action="store_true",
+        help="also report user and system CPU time and context switches per request, by thread",
+    )
+    parser.add_argument(
         "--breakdown",
         action="store_true",
         help="add variants that tell the parts apart: metrics only (sample_ratio 0), spans without the "
@@ -125,6 +152,7 @@ def main() -> None:
         variants.append(Variant("on (baseline)", True, 1.0, str(Path(args.baseline).resolve())))
     rps: dict[tuple[str, int], list[float]] = {}
     cpu_ms: dict[tuple[str, int], list[float]] = {}
+    per_thread: dict[tuple[str, int, str], list[list[float]]] = {}
     load = [_loadavg()]
     with _workdir() as work:
         procs = Processes(work)
@@ -159,10 +187,17 @@ def main() -> None:
                     assert proc is not None
                     for c in concurrency:
                         before = cpu_seconds(proc.pid)
+                        threads_before = thread_counters(proc.pid) if args.threads else {}
                         point = run_wrk(name, url, "", "non-stream", c, args.duration, 10)
                         settle(point)
                         time.sleep(1.0)  # the export thread's next batch (every 0.5 s) lands in this window
                         per_request = (cpu_seconds(proc.pid) - before) * 1000 / max(point.requests, 1)
+                        if args.threads:
+                            for thread, now in thread_counters(proc.pid).items():
+                                was = threads_before.get(thread, [0.0] * 4)
+                                per_thread.setdefault((name, c, thread), []).append(
+                                    [(a - b) / max(point.requests, 1) for a, b in zip(now, was, strict=True)]
+                                )
                         rps.setdefault((name, c), []).append(point.rps)
                         cpu_ms.setdefault((name, c), []).append(per_request)
                         print(
@@ -192,6 +227,18 @@ def main() -> None:
             print(
                 f"| {v.name} | {c} | {', '.join(f'{x:.0f}' for x in values)} | {med:.1f} | {cost} "
                 f"| {', '.join(f'{x:.3f}' for x in cpus)} | {cmed:.3f} | {ccost} |"
+            )
+    if args.threads:
+        print(
+            "\nBy thread, medians over the rounds, per request: user and system CPU µs, voluntary and "
+            "involuntary context switches\n\n| variant | c | thread | user µs | system µs | voluntary cs "
+            "| involuntary cs |\n|---|---:|---|---:|---:|---:|---:|"
+        )
+        for (name, c, thread), rows in per_thread.items():
+            med = [statistics.median(r[i] for r in rows) for i in range(4)]
+            print(
+                f"| {name} | {c} | {thread} | {med[0] * 1e6:.1f} | {med[1] * 1e6:.1f} | {med[2]:.3f} "
+                f"| {med[3]:.3f} |"
             )
     print("\nSpans dropped (queue full) and failed exports at the end, by server:\n")
     for name, counts in exports.items():

@@ -138,3 +138,30 @@ def test_feedback_export_without_ratings_says_how(served: tuple[Path, list[str]]
     data, _ = served
     r = runner.invoke(app, ["feedback", "export", "--out", str(tmp_path / "x.yaml"), "--data-dir", str(data)])
     assert r.exit_code == 2 and "POST /v1/feedback" in r.output
+
+
+def test_serve_freezes_the_start_up_heap_before_it_serves(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gc
+
+    import uvicorn
+
+    config = tmp_path / "groundwork.yaml"
+    config.write_text(
+        f"data_dir: {tmp_path / 'data'}\n"
+        "embeddings: {provider: fake}\n"
+        "security: {auth: false}\n"
+        "models: {default_group: fake, groups: {fake: [{provider: fake, model: fake}]}}\n"
+    )
+    frozen_when_serving: list[int] = []
+    monkeypatch.setattr(
+        uvicorn.Server, "run", lambda self, sockets=None: frozen_when_serving.append(gc.get_freeze_count())
+    )
+    gc.unfreeze()
+    try:
+        result = runner.invoke(app, ["serve", "--config", str(config), "--port", "0"])
+        assert result.exit_code == 0, result.output
+        assert frozen_when_serving and frozen_when_serving[0] > 1000  # the modules, settings and app
+    finally:
+        gc.unfreeze()  # the rest of the test session collects as usual

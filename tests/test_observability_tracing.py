@@ -250,3 +250,46 @@ async def test_otlp_export_reaches_a_collector_with_every_span_and_attribute(
     assert bad_root.status.code == 2  # STATUS_CODE_ERROR
     assert _attributes(bad_root)["error.id"] == failed.json()["error"]["id"]
     assert sum(1 for s in traces[failed.headers["x-trace-id"]] if s.name == "model.attempt") >= 2
+
+
+class Batches(Collected):
+    def __init__(self, max_batch_size: int | None = None) -> None:
+        super().__init__()
+        self.batches: list[int] = []
+        if max_batch_size is not None:
+            self.max_batch_size = max_batch_size
+
+    def export(self, spans: Sequence[RecordingSpan]) -> bool:
+        self.batches.append(len(spans))
+        return super().export(spans)
+
+
+def test_an_exporter_gets_batches_as_large_as_it_asks() -> None:
+    default, wide = Batches(), Batches(max_batch_size=1 << 30)
+    t = Tracing("test", {"default": default, "wide": wide}, queue_size=4096)
+    t.activate()
+    try:
+        for q in t.queues.values():
+            q._wake_at = 1 << 30  # nothing drains until force_flush: the whole burst is one drain
+        for i in range(1500):
+            with span(f"s{i}"):
+                pass
+        assert t.force_flush(5)
+        assert default.batches == [512, 512, 476]  # OTLP-sized batches unless the exporter says
+        assert wide.batches == [1500]  # the local trace store: one call, so one transaction
+        assert [s.name for s in wide.spans] == [f"s{i}" for i in range(1500)]
+    finally:
+        use_tracer(None)
+        t.shutdown(1)
+
+
+def test_the_trace_store_exporter_takes_the_whole_queue(tmp_path: Path) -> None:
+    from groundwork.observability.store import TraceStore, TraceStoreExporter
+
+    store = TraceStore(tmp_path / "traces.sqlite3")
+    t = Tracing("test", {"local": TraceStoreExporter(store)}, queue_size=2048)
+    try:
+        assert t.queues["local"].batch_size == 2048
+    finally:
+        t.shutdown(1)
+        store.close()

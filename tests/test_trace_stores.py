@@ -62,3 +62,26 @@ def test_traces_and_stats_commands_read_the_shared_postgres_store(tmp_path: Path
     stats = CliRunner().invoke(app, ["stats", *args])
     assert stats.exit_code == 0, stats.output
     assert "100.0% of 2 lookups" in stats.output
+
+
+def test_the_store_prunes_at_the_first_write_then_every_so_many_spans(tmp_path: Path) -> None:
+    from groundwork.observability import store as store_module
+    from groundwork.observability.tracing import Tracing
+
+    store = TraceStore(tmp_path / "traces.sqlite3", retention=1)
+    pruned: list[int] = []
+    store.prune = lambda: pruned.append(1)  # type: ignore[method-assign]
+    tracing = Tracing("t", {})
+    roots = [tracing.root(f"r{i}") for i in range(store_module.PRUNE_EVERY_SPANS + 10)]
+    for r in roots:
+        r.end_ns = r.start_ns + 1
+    try:
+        store.add_spans(roots[:10])
+        assert len(pruned) == 1  # the first write
+        store.add_spans(roots[10 : store_module.PRUNE_EVERY_SPANS])
+        assert len(pruned) == 1  # 24,990 spans since: not yet
+        store.add_spans(roots[store_module.PRUNE_EVERY_SPANS :])
+        assert len(pruned) == 2  # 25,000
+    finally:
+        tracing.shutdown(1)
+        store.close()

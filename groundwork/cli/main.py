@@ -331,7 +331,7 @@ def serve(
     import uvicorn
 
     from groundwork.api import create_app
-    from groundwork.api.server import server_config
+    from groundwork.api.server import freeze_startup_heap, server_config
 
     try:
         c = _container(config, data_dir, model)
@@ -340,7 +340,9 @@ def serve(
     try:
         if c.observability is not None:
             c.observability.install_logging()  # JSON logs with request, trace and error ids
-        uvicorn.Server(server_config(create_app(c), host, port, access_log=access_log)).run()
+        uv_config = server_config(create_app(c), host, port, access_log=access_log)
+        freeze_startup_heap()  # what start-up built lives as long as the process: out of the GC's walks
+        uvicorn.Server(uv_config).run()
     finally:
         c.close()
 

@@ -29,9 +29,16 @@ from groundwork.observability.tracing import RecordingSpan
 
 logger = logging.getLogger("groundwork.observability")
 
+DEFAULT_BATCH_SIZE = 512
+"""Spans per export call of an exporter that does not say (``max_batch_size``): OTLP's usual batch."""
+
 
 class Exporter(Protocol):
-    """Where finished spans go, a batch at a time, from an export thread."""
+    """Where finished spans go, a batch at a time, from an export thread.
+
+    An exporter may also have a ``max_batch_size`` attribute: the most spans it takes in one call
+    (:data:`DEFAULT_BATCH_SIZE` when it has none; the queue's size at most).
+    """
 
     def export(self, spans: Sequence[RecordingSpan]) -> bool:
         """Export ``spans``; ``False`` (or an exception) when they could not be."""
@@ -77,7 +84,7 @@ class ExportQueue:
         *,
         name: str = "exporter",
         max_queue_size: int = 4096,
-        batch_size: int = 512,
+        batch_size: int = DEFAULT_BATCH_SIZE,
         delay_s: float = 0.5,
         on_drop: Callable[[str, int], None] | None = None,
         on_error: Callable[[str, int], None] | None = None,

@@ -2,24 +2,174 @@
 
 :class:`Metrics` also implements the event hooks of the router (retries, fallbacks, cooldowns), the cache
 (hits, misses, guard trips) and the span export queues, so those parts report without importing this.
+
+The metrics every request updates (requests, their latency, requests in flight, model latency, time to
+first token, tokens, cost) are :class:`LoopCounter`, :class:`LoopHistogram` and :class:`LoopGauge`:
+plain numbers that the event loop updates without a lock, read when scraped. A ``prometheus_client``
+metric takes a lock and goes through several Python calls for every update (a histogram two locks):
+on a request they cost as much as the rest of the metrics and tracing together. The others stay
+``prometheus_client`` metrics, updated from any thread.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from bisect import bisect_left
+from collections.abc import Callable, Iterator, Sequence
+from typing import Generic, TypeVar
 
 from prometheus_client import (
     CollectorRegistry,
     Counter,
-    Gauge,
-    Histogram,
     ProcessCollector,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
+_go_float: Callable[[float], str] = floatToGoString  # bucket bounds as prometheus_client writes them
 _LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+
+class CounterSeries:
+    """One series of a :class:`LoopCounter`."""
+
+    __slots__ = ("created", "value")
+
+    def __init__(self) -> None:
+        self.value = 0.0
+        self.created = time.time()
+
+    def inc(self, amount: float = 1) -> None:
+        if amount < 0:
+            raise ValueError("counters only go up")
+        self.value += amount
+
+
+class HistogramSeries:
+    """One series of a :class:`LoopHistogram`: a count per bucket (not cumulative) and the sum."""
+
+    __slots__ = ("bounds", "counts", "created", "sum")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)  # the last: above every bound (+Inf)
+        self.sum = 0.0
+        self.created = time.time()
+
+    def observe(self, amount: float) -> None:
+        self.counts[bisect_left(self.bounds, amount)] += 1  # le: a value on a bound falls in it
+        self.sum += amount
+
+
+S = TypeVar("S", CounterSeries, HistogramSeries)
+
+
+class _LoopMetric(Collector, Generic[S]):
+    """A metric family whose series are plain Python objects, updated without a lock.
+
+    For the event loop's hot path: updates come from one thread at a time (an update is a few
+    bytecodes that CPython's GIL does not interrupt for ints and floats). Series are created by
+    :meth:`labels` (label values in ``labelnames`` order), once per label set, and kept.
+    """
+
+    def __init__(
+        self, name: str, documentation: str, labelnames: Sequence[str], registry: CollectorRegistry
+    ) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labelnames = tuple(labelnames)
+        self._series: dict[tuple[str, ...], S] = {}
+        registry.register(self)
+
+    def _new(self) -> S:
+        raise NotImplementedError
+
+    def labels(self, *values: object) -> S:
+        """The series of these label values (created at the first call)."""
+        key = tuple(str(v) for v in values)
+        if len(key) != len(self.labelnames):
+            raise ValueError(f"{self.name}: expected labels {self.labelnames}, got {key}")
+        series = self._series.get(key)
+        if series is None:
+            series = self._series.setdefault(key, self._new())
+        return series
+
+    def describe(self) -> list[Metric]:
+        return []  # no duplicate-name check against the registry's other collectors
+
+
+class LoopCounter(_LoopMetric[CounterSeries]):
+    """A counter (exposed as ``<name>_total``, as ``prometheus_client`` names counters)."""
+
+    def _new(self) -> CounterSeries:
+        return CounterSeries()
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        for values, series in list(self._series.items()):
+            family.add_metric(values, series.value, created=series.created)
+        yield family
+
+
+class LoopHistogram(_LoopMetric[HistogramSeries]):
+    """A histogram with fixed bucket bounds."""
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labelnames: Sequence[str],
+        registry: CollectorRegistry,
+        buckets: Sequence[float],
+    ) -> None:
+        self.bounds = tuple(sorted(float(b) for b in buckets if b != float("inf")))
+        super().__init__(name, documentation, labelnames, registry)
+
+    def _new(self) -> HistogramSeries:
+        return HistogramSeries(self.bounds)
+
+    def collect(self) -> Iterator[Metric]:
+        family = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        edges = [_go_float(b) for b in self.bounds] + ["+Inf"]
+        for values, series in list(self._series.items()):
+            total, running = series.sum, 0
+            buckets = []
+            for edge, n in zip(edges, list(series.counts), strict=True):
+                running += n
+                buckets.append((edge, float(running)))
+            family.add_metric(list(values), buckets, total)
+            labels = dict(zip(self.labelnames, values, strict=True))
+            family.add_sample(f"{self.name}_created", labels, series.created)
+        yield family
+
+
+class LoopGauge(Collector):
+    """A gauge without labels, updated with :meth:`inc` and :meth:`dec`."""
+
+    def __init__(self, name: str, documentation: str, registry: CollectorRegistry) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.value = 0.0
+        registry.register(self)
+
+    def inc(self, amount: float = 1) -> None:
+        self.value += amount
+
+    def dec(self, amount: float = 1) -> None:
+        self.value -= amount
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(self.name, self.documentation, value=self.value)
+
+    def describe(self) -> list[Metric]:
+        return []
 
 
 class _Callbacks(Collector):
@@ -52,38 +202,33 @@ class Metrics:
         ProcessCollector(registry=r)  # process CPU seconds, resident memory, open fds
         self.callbacks = _Callbacks()
         r.register(self.callbacks)
-        self.requests = Counter(
-            "groundwork_http_requests",
-            "HTTP requests by route and status.",
-            ["method", "route", "status"],
-            registry=r,
+        self.requests = LoopCounter(
+            "groundwork_http_requests", "HTTP requests by route and status.", ["method", "route", "status"], r
         )
-        self.request_latency = Histogram(
+        self.request_latency = LoopHistogram(
             "groundwork_http_request_duration_seconds",
             "HTTP request latency by route and status.",
             ["method", "route", "status"],
+            r,
             buckets=_LATENCY,
-            registry=r,
         )
-        self.in_flight = Gauge("groundwork_http_requests_in_flight", "Requests being served.", registry=r)
-        self.ttft = Histogram(
+        self.in_flight = LoopGauge("groundwork_http_requests_in_flight", "Requests being served.", r)
+        self.ttft = LoopHistogram(
             "groundwork_model_time_to_first_token_seconds",
             "Time to the first streamed token.",
             ["model"],
+            r,
             buckets=_LATENCY,
-            registry=r,
         )
-        self.model_latency = Histogram(
+        self.model_latency = LoopHistogram(
             "groundwork_model_duration_seconds",
             "Model call latency.",
             ["model", "outcome"],
+            r,
             buckets=_LATENCY,
-            registry=r,
         )
-        self.tokens = Counter("groundwork_tokens", "Tokens by direction.", ["model", "direction"], registry=r)
-        self.cost = Counter(
-            "groundwork_cost", "Cost of model calls (deployment prices).", ["model"], registry=r
-        )
+        self.tokens = LoopCounter("groundwork_tokens", "Tokens by direction.", ["model", "direction"], r)
+        self.cost = LoopCounter("groundwork_cost", "Cost of model calls (deployment prices).", ["model"], r)
         self.cache = Counter(
             "groundwork_cache_lookups",
             "Cache lookups by kind and result (exact|semantic|miss).",

@@ -13,7 +13,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from groundwork.config import PostgresSettings
-from groundwork.observability.store import Exchange, Feedback, SpanRecord, Stats, span_row, summarize
+from groundwork.observability.store import (
+    Exchange,
+    Feedback,
+    SpanRecord,
+    Stats,
+    prune_due,
+    span_row,
+    summarize,
+)
 from groundwork.observability.tracing import RecordingSpan
 from groundwork.stores.postgres.db import Connection, Migration, PostgresDatabase, open_subsystem_database
 
@@ -89,7 +97,7 @@ class PostgresTraceStore:
     def __init__(self, db: PostgresDatabase, retention: int = 20_000) -> None:
         self.db = db
         self.retention = retention
-        self._writes = 0
+        self._unpruned = -1  # spans stored since the last prune; -1: prune at the first write
 
     @classmethod
     def open(cls, settings: PostgresSettings, retention: int = 20_000) -> PostgresTraceStore:
@@ -104,9 +112,7 @@ class PostgresTraceStore:
                 " ON CONFLICT DO NOTHING",
                 rows,
             )
-        self._writes += 1
-        if self._writes % 50 == 1:
-            self.prune()
+        self._unpruned = prune_due(self, self._unpruned, len(rows))
 
     def prune(self) -> None:
         with self.db.connection() as conn:

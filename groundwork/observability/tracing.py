@@ -282,8 +282,10 @@ class Tracing:
 
     ``exporters`` are :class:`~groundwork.observability.export.Exporter` s (the local trace store) or
     OpenTelemetry ``SpanExporter`` s (OTLP, any other), which get SDK spans built in their export
-    thread. ``on_drop(exporter_name, n)`` is called when a queue is full and ``n`` spans are dropped;
-    ``on_export_error(exporter_name, n)`` when an exporter fails a batch of ``n`` spans.
+    thread. An exporter's ``max_batch_size`` attribute, when it has one, is the most spans it gets in
+    one call (512 otherwise). ``on_drop(exporter_name, n)`` is called when a queue is full and ``n``
+    spans are dropped; ``on_export_error(exporter_name, n)`` when an exporter fails a batch of ``n``
+    spans.
     ``sample_ratio`` is the share of traces recorded (decided at each trace's root).
     """
 
@@ -297,7 +299,7 @@ class Tracing:
         on_drop: Callable[[str, int], None] | None = None,
         on_export_error: Callable[[str, int], None] | None = None,
     ) -> None:
-        from groundwork.observability.export import ExportQueue, as_exporter
+        from groundwork.observability.export import DEFAULT_BATCH_SIZE, ExportQueue, as_exporter
 
         self.service_name = service_name
         self.sample_ratio = sample_ratio
@@ -306,6 +308,7 @@ class Tracing:
                 as_exporter(exporter, service_name),
                 name=name,
                 max_queue_size=queue_size,
+                batch_size=getattr(exporter, "max_batch_size", DEFAULT_BATCH_SIZE),
                 on_drop=on_drop,
                 on_error=on_export_error,
             )

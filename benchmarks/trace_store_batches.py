@@ -1,0 +1,92 @@
+"""CPU per trace of the local trace store, by export batch size (one SQLite transaction per batch).
+
+    PYTHONPATH=. .venv/bin/python benchmarks/trace_store_batches.py --rounds 8
+
+Traces shaped like a non-streamed chat completion's (a root span with the request's 13 attributes and
+two children), written into a store already holding 20,000 traces, in batches of each size in turn
+(interleaved rounds, one store per size); user and system CPU time of the process per trace, medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from groundwork.observability.store import TraceStore
+from groundwork.observability.tracing import RecordingSpan, Tracing
+
+ROOT_ATTRIBUTES = {
+    "http.request.method": "POST",
+    "url.path": "/v1/chat/completions",
+    "http.route": "/v1/chat/completions",
+    "http.response.status_code": 200,
+    "groundwork.request_id": "0123456789abcdef0123",
+    "groundwork.principal": "anonymous",
+    "gen_ai.request.model": "bench",
+    "gen_ai.response.model": "bench",
+    "gen_ai.response.finish_reason": "stop",
+    "gen_ai.usage.input_tokens": 12,
+    "gen_ai.usage.output_tokens": 20,
+    "groundwork.cost": 0.0,
+    "cache.result": "miss",
+}
+
+
+def trace(tracing: Tracing) -> list[RecordingSpan]:
+    root = tracing.root("POST /v1/chat/completions", dict(ROOT_ATTRIBUTES))
+    children = [
+        RecordingSpan(
+            tracing, "cache.lookup", root.trace_id, root, {"cache.kind": "exact", "cache.hit": False}
+        ),
+        RecordingSpan(tracing, "model.attempt", root.trace_id, root, {"group": "bench", "attempt": 1}),
+    ]
+    for s in [*children, root]:
+        s.end_ns = time.time_ns()
+    return [*children, root]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--traces", type=int, default=3000, help="traces written per round and size")
+    parser.add_argument("--sizes", default="512,4096", help="spans per batch")
+    args = parser.parse_args()
+    tracing = Tracing("bench", {})
+    sizes = [int(s) for s in args.sizes.split(",")]
+    with tempfile.TemporaryDirectory() as tmp:
+        stores = {n: TraceStore(Path(tmp) / f"{n}.sqlite3") for n in sizes}
+        for n, store in stores.items():  # a full store: prunes delete as much as is added
+            spans = [s for _ in range(20_000) for s in trace(tracing)]
+            for i in range(0, len(spans), n):
+                store.add_spans(spans[i : i + n])
+        cpu: dict[int, list[tuple[float, float]]] = {n: [] for n in sizes}
+        for _ in range(args.rounds):
+            for n, store in stores.items():
+                spans = [s for _ in range(args.traces) for s in trace(tracing)]
+                before = resource.getrusage(resource.RUSAGE_SELF)
+                for i in range(0, len(spans), n):
+                    store.add_spans(spans[i : i + n])
+                after = resource.getrusage(resource.RUSAGE_SELF)
+                cpu[n].append(
+                    (
+                        (after.ru_utime - before.ru_utime) * 1e6 / args.traces,
+                        (after.ru_stime - before.ru_stime) * 1e6 / args.traces,
+                    )
+                )
+        for store in stores.values():
+            store.close()
+    print("| spans per batch | user µs per trace | system µs per trace | per round (user+system) |")
+    print("|---:|---:|---:|---|")
+    for n, values in cpu.items():
+        user = statistics.median(u for u, _ in values)
+        system = statistics.median(s for _, s in values)
+        rounds = ", ".join(f"{u + s:.1f}" for u, s in values)
+        print(f"| {n} | {user:.1f} | {system:.1f} | {rounds} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""The lock-free metrics of the request path expose exactly what prometheus_client's would."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from groundwork.observability.metrics import LoopCounter, LoopGauge, LoopHistogram, Metrics
+
+_BOUNDS = (0.005, 0.01, 0.1, 1, 2.5, 60)
+
+
+def _text(registry: CollectorRegistry) -> str:
+    """The exposition without the creation timestamps (they differ between two registries)."""
+    return re.sub(r"(_created(\{[^}]*\})?) \S+", r"\1 T", generate_latest(registry).decode())
+
+
+def test_loop_metrics_render_as_prometheus_client_metrics() -> None:
+    ours, theirs = CollectorRegistry(), CollectorRegistry()
+    counter = LoopCounter("c", "A counter.", ["a", "b"], ours)
+    histogram = LoopHistogram("h", "A histogram.", ["a"], ours, buckets=_BOUNDS)
+    gauge = LoopGauge("g", "A gauge.", ours)
+    p_counter = Counter("c", "A counter.", ["a", "b"], registry=theirs)
+    p_histogram = Histogram("h", "A histogram.", ["a"], buckets=_BOUNDS, registry=theirs)
+    p_gauge = Gauge("g", "A gauge.", registry=theirs)
+    for c in (counter, p_counter):
+        c.labels("x", "y").inc()
+        c.labels("x", "y").inc(2.5)
+        c.labels("x", 200).inc()  # label values are text, as prometheus_client makes them
+    for h in (histogram, p_histogram):
+        for v in (0.001, 0.005, 0.0051, 0.7, 1, 59.9, 61, 1000):  # on a bound: in that bucket (le)
+            h.labels("r").observe(v)
+        h.labels("s").observe(0.02)
+    for g in (gauge, p_gauge):
+        g.inc()
+        g.inc(3)
+        g.dec()
+    assert _text(ours) == _text(theirs)
+    assert 'h_bucket{a="r",le="0.005"} 2.0' in _text(ours)
+    assert 'h_bucket{a="r",le="+Inf"} 8.0' in _text(ours)
+
+
+def test_loop_metrics_reject_what_prometheus_client_rejects() -> None:
+    registry = CollectorRegistry()
+    counter = LoopCounter("c", "A counter.", ["a"], registry)
+    with pytest.raises(ValueError):
+        counter.labels("x").inc(-1)
+    with pytest.raises(ValueError):
+        counter.labels("x", "y")
+    assert counter.labels("x") is counter.labels("x")  # one series per label set, kept
+
+
+def test_the_request_metrics_keep_their_names_and_labels() -> None:
+    m = Metrics()
+    m.requests.labels("POST", "/v1/chat/completions", "200").inc()
+    m.request_latency.labels("POST", "/v1/chat/completions", "200").observe(0.012)
+    m.in_flight.inc()
+    m.tokens.labels("fake", "out").inc(7)
+    m.model_latency.labels("fake", "ok").observe(0.3)
+    m.ttft.labels("fake").observe(0.05)
+    m.cost.labels("fake").inc(0.25)
+    text = m.render().decode()
+    for line in (
+        'groundwork_http_requests_total{method="POST",route="/v1/chat/completions",status="200"} 1.0',
+        'groundwork_http_request_duration_seconds_bucket{le="0.025",method="POST",'
+        'route="/v1/chat/completions",status="200"} 1.0',
+        "groundwork_http_requests_in_flight 1.0",
+        'groundwork_tokens_total{direction="out",model="fake"} 7.0',
+        'groundwork_model_duration_seconds_count{model="fake",outcome="ok"} 1.0',
+        'groundwork_model_time_to_first_token_seconds_sum{model="fake"} 0.05',
+        'groundwork_cost_total{model="fake"} 0.25',
+    ):
+        assert line in text, line
