@@ -9,10 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from groundwork.errors import StorageError
 from groundwork.stores.faiss_index import FaissVectorStore
-from groundwork.stores.protocols import ChunkFilter, DocumentStore, VectorStore
+from groundwork.stores.protocols import AllExcept, ChunkFilter, DocumentStore, VectorStore
 from groundwork.stores.sqlite import MIGRATIONS, SQLiteDocumentStore, fts_query
 from groundwork.testing.stores import (
     DIM,
@@ -20,6 +22,7 @@ from groundwork.testing.stores import (
     DocumentStoreSuite,
     MakeVectors,
     VectorStoreSuite,
+    admitted_ids,
     hit_ids,
     make_doc,
 )
@@ -147,8 +150,67 @@ def test_allowed_chunk_ids_match_a_row_by_row_evaluation(tmp_path: Path) -> None
     ]
     for flt in filters:
         allowed = store.allowed_chunk_ids(flt)
-        assert allowed is not None and allowed.dtype == np.int64
-        assert allowed.tolist() == expected(flt), flt
+        assert allowed is not None
+        if not isinstance(allowed, AllExcept):
+            assert allowed.dtype == np.int64
+        assert admitted_ids(store, allowed) == expected(flt), flt
+    assert isinstance(store.allowed_chunk_ids(ChunkFilter(groups=("eng", "ops", "hr"))), AllExcept)
+    store.close()
+
+
+_DOCUMENT = st.tuples(
+    st.sampled_from(["sea", "land"]),  # collection
+    st.sets(st.sampled_from(["hr", "eng"])),  # groups
+    st.integers(0, 5),  # chunks
+    st.booleans(),  # deleted afterwards
+)
+_FILTER = st.builds(
+    ChunkFilter,
+    collection=st.none() | st.sampled_from(["sea", "land"]),
+    groups=st.none() | st.sets(st.sampled_from(["hr", "eng", "ops"])).map(lambda g: tuple(sorted(g))),
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    documents=st.lists(_DOCUMENT, min_size=1, max_size=12), filters=st.lists(_FILTER, min_size=1, max_size=4)
+)
+def test_filters_on_random_stores_search_like_their_id_arrays(
+    tmp_path_factory: pytest.TempPathFactory,
+    documents: list[tuple[str, set[str], int, bool]],
+    filters: list[ChunkFilter],
+) -> None:
+    """Whatever the representation (ids or their complement), a filter admits exactly the chunks of the
+    documents it admits, deletes respected, and the vector search returns what the id array gives."""
+    store = SQLiteDocumentStore(tmp_path_factory.mktemp("h") / "x.sqlite3")
+    index = FaissVectorStore(DIM, exact_search_below=0)
+    admitted: dict[str, tuple[str, set[str]]] = {}
+    for n, (collection, groups, size, _deleted) in enumerate(documents):
+        doc = make_doc(f"d{n}", [f"Chunk {i} of {n}." for i in range(size)], collection=collection,
+                       groups=tuple(sorted(groups)))  # fmt: skip
+        index.upsert(store.write_document(*doc), doc[2])
+        admitted[f"d{n}"] = (collection, groups)
+    for n, (*_, deleted) in enumerate(documents):
+        if deleted:
+            index.delete(store.delete_document(f"d{n}"))
+            del admitted[f"d{n}"]
+    for flt in filters:
+        expected = sorted(
+            int(i)
+            for doc, (collection, groups) in admitted.items()
+            if (flt.collection is None or flt.collection == collection)
+            and (flt.groups is None or bool(groups & set(flt.groups)))
+            for i in store.chunk_ids_of(doc)
+        )
+        allowed = store.allowed_chunk_ids(flt)
+        if allowed is None:
+            assert sorted(int(i) for d in admitted for i in store.chunk_ids_of(d)) == expected
+            continue
+        assert admitted_ids(store, allowed) == expected
+        assert len(allowed) == len(expected)
+        plain = np.asarray(expected, dtype=np.int64)
+        for q in EMBEDDER.embed(["chunk one", "of two"]):
+            assert index.query(q, 5, allowed) == index.query(q, 5, plain)
     store.close()
 
 

@@ -27,7 +27,7 @@ from groundwork.rag.feedback import (
     neighbour_smoothing,
     zscore_fusion,
 )
-from groundwork.stores.protocols import ChunkFilter, DocumentStore, VectorStore
+from groundwork.stores.protocols import Allowed, ChunkFilter, DocumentStore, VectorStore
 from groundwork.types import LOCAL_ADMIN, Chunk, Principal, ScoredChunk
 
 
@@ -255,7 +255,7 @@ class Retriever:
         query: str,
         qvec: npt.NDArray[np.float32],
         fused: list[tuple[int, float]],
-        allowed: npt.NDArray[np.int64] | None,
+        allowed: Allowed | None,
         flt: ChunkFilter,
     ) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
         """Search again with the query widened by the top fused chunks (only chunks the caller may read)."""

@@ -27,9 +27,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from groundwork.errors import StorageError
-from groundwork.stores.protocols import DocumentStore, FloatArray, IdArray
+from groundwork.stores.protocols import AllExcept, Allowed, DocumentStore, FloatArray, IdArray
 
 try:  # faiss is a hard dependency, but keep the error explicit
     import faiss
@@ -37,6 +38,8 @@ except ImportError as exc:  # pragma: no cover
     raise StorageError("faiss-cpu is not installed: pip install faiss-cpu") from exc
 
 log = logging.getLogger(__name__)
+
+BoolArray = npt.NDArray[np.bool_]
 
 
 class FaissVectorStore:
@@ -162,27 +165,40 @@ class FaissVectorStore:
             return rows
         return np.asarray([self._row[int(i)] for i in allowed if int(i) in self._row], dtype=np.int64)
 
-    def query(self, vector: FloatArray, k: int, allowed: IdArray | None = None) -> list[tuple[int, float]]:
+    def query(self, vector: FloatArray, k: int, allowed: Allowed | None = None) -> list[tuple[int, float]]:
         q = self._check(np.asarray(vector, dtype=np.float32).reshape(1, -1))
         self.follow()
         with self._lock:
             self._consolidate()
             if not self._row or k <= 0:
                 return []
-            rows = None if allowed is None else self._rows_of(allowed)
-            if rows is None and len(self._row) < len(self._ids):
-                rows = np.flatnonzero(self._alive) if len(self._row) <= self.exact_search_below else None
-            n_allowed = len(self._row) if rows is None else len(rows)
+            mask = None  # the admitted rows as a mask, for a filter given by its complement
+            if isinstance(allowed, AllExcept):
+                mask = self._mask_of(allowed)
+                n_allowed = int(np.count_nonzero(mask))
+                rows = None
+            else:
+                rows = None if allowed is None else self._rows_of(allowed)
+                if rows is None and len(self._row) < len(self._ids):
+                    rows = np.flatnonzero(self._alive) if len(self._row) <= self.exact_search_below else None
+                n_allowed = len(self._row) if rows is None else len(rows)
             if n_allowed == 0:
                 return []
             # A selective filter (few rows, or a small share of the index) is searched exactly: faster
             # than HNSW there and never short of k results.
             if n_allowed <= self.exact_search_below or n_allowed < 0.05 * len(self._row):
-                return self._exact(q[0], k, rows)
-            hits = self._approximate(q, k, rows)
+                return self._exact(q[0], k, rows if mask is None else np.flatnonzero(mask))
+            hits = self._approximate(q, k, rows, mask)
             if len(hits) < min(k, n_allowed):  # the graph walk ran out of allowed neighbours
-                return self._exact(q[0], k, rows if rows is not None else np.flatnonzero(self._alive))
+                every = np.flatnonzero(self._alive if mask is None else mask)
+                return self._exact(q[0], k, rows if rows is not None else every)
             return hits
+
+    def _mask_of(self, allowed: AllExcept) -> BoolArray:
+        """The live rows that ``allowed`` admits, as a boolean mask over the rows (caller holds the lock)."""
+        mask = self._alive & (self._ids <= allowed.upto)
+        mask[self._rows_of(allowed.excluded)] = False
+        return mask
 
     RUN_LENGTH = 16
     """Score a filter's rows slice by slice when they form runs at least this long on average."""
@@ -215,11 +231,15 @@ class FaissVectorStore:
         top = top[np.argsort(-scores[top])]
         return [(int(ids[t]), float(scores[t])) for t in top]
 
-    def _approximate(self, q: FloatArray, k: int, rows: IdArray | None) -> list[tuple[int, float]]:
+    def _approximate(
+        self, q: FloatArray, k: int, rows: IdArray | None, mask: BoolArray | None = None
+    ) -> list[tuple[int, float]]:
         index = self._graph()
         params = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]
         params.efSearch = max(self.ef_search, k)
-        if rows is not None:
+        if mask is not None:  # a bitmap of the admitted rows (the selector keeps a reference to it)
+            params.sel = faiss.IDSelectorBitmap(np.packbits(mask, bitorder="little"))
+        elif rows is not None:
             params.sel = faiss.IDSelectorBatch(rows)  # HNSW ids are row positions
         elif len(self._row) < len(self._ids):  # tombstones: every live row
             params.sel = faiss.IDSelectorNot(faiss.IDSelectorBatch(np.flatnonzero(~self._alive)))

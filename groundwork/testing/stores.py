@@ -28,7 +28,15 @@ import pytest
 
 from groundwork.errors import StorageError
 from groundwork.models.fake import FakeEmbedder
-from groundwork.stores.protocols import ChunkFilter, DocumentStore, FloatArray, IdArray, VectorStore
+from groundwork.stores.protocols import (
+    AllExcept,
+    Allowed,
+    ChunkFilter,
+    DocumentStore,
+    FloatArray,
+    IdArray,
+    VectorStore,
+)
 from groundwork.types import Chunk, Document
 
 DIM = 32
@@ -90,6 +98,14 @@ def make_doc(
 def hit_ids(hits: list[tuple[int, float]]) -> list[int]:
     """The ids of search hits, in order."""
     return [i for i, _ in hits]
+
+
+def admitted_ids(store: DocumentStore, allowed: Allowed) -> list[int]:
+    """The chunk ids ``allowed`` stands for, ascending (an :class:`AllExcept` is materialised)."""
+    if isinstance(allowed, AllExcept):
+        every = [ids for ids, _ in store.iter_vectors()]
+        return sorted(allowed.among(np.concatenate(every) if every else np.zeros(0, np.int64)).tolist())
+    return np.asarray(allowed).tolist()
 
 
 def _write(store: Any, written: Written, before_commit: Callable[[], None] | None = None) -> IdArray:
@@ -254,9 +270,24 @@ class DocumentStoreSuite:
         assert store.keyword_search("narwhal", 10, ChunkFilter(collection="air")) == []
         assert sorted(hit_ids(store.keyword_search("narwhal", 10, ChunkFilter()))) == sorted([*a, *b])
         allowed = store.allowed_chunk_ids(ChunkFilter(collection="sea"))
-        assert allowed is not None and allowed.tolist() == a.tolist()
+        assert allowed is not None and admitted_ids(store, allowed) == a.tolist()
         assert store.allowed_chunk_ids(ChunkFilter()) is None
         assert store.collections() == {"sea": 1, "land": 1}
+
+    def test_a_filter_admitting_most_chunks(self, store: DocumentStore) -> None:
+        big = [store.write_document(*make_doc(f"b{i}", ["Tapir one.", "Tapir two."])) for i in range(4)]
+        small = store.write_document(*make_doc("s", ["Tapir elsewhere."], collection="other"))
+        store.delete_document("b1")
+        expected = sorted(int(i) for i in np.concatenate([big[0], big[2], big[3]]))
+        allowed = store.allowed_chunk_ids(ChunkFilter(collection="default"))
+        assert allowed is not None and len(allowed) == 6 and admitted_ids(store, allowed) == expected
+        # a document written since is not admitted by the set computed before it (whatever its collection)
+        late = store.write_document(*make_doc("late", ["Tapir late."], collection="other"))
+        assert set(admitted_ids(store, allowed)).isdisjoint({*late.tolist(), *small.tolist()})
+        allowed = store.allowed_chunk_ids(ChunkFilter(collection="other"))
+        assert allowed is not None and admitted_ids(store, allowed) == sorted(
+            [*small.tolist(), *late.tolist()]
+        )
 
     def test_the_only_collection_admits_every_chunk(self, store: DocumentStore) -> None:
         store.write_document(*make_doc("a", ["Only one collection here."], collection="sea"))
@@ -276,9 +307,9 @@ class DocumentStoreSuite:
         assert search(()) == set()
         assert search(None) == set(hr.tolist()) | set(both.tolist()) | set(nobody.tolist())
         allowed = store.allowed_chunk_ids(ChunkFilter(groups=("eng",)))
-        assert allowed is not None and allowed.tolist() == both.tolist()
+        assert allowed is not None and admitted_ids(store, allowed) == both.tolist()
         combined = store.allowed_chunk_ids(ChunkFilter(collection="other", groups=("hr",)))
-        assert combined is not None and combined.tolist() == []
+        assert combined is not None and admitted_ids(store, combined) == []
 
     def test_tags_prefix_and_dates_filter_both_ways(self, store: DocumentStore) -> None:
         faq = store.write_document(
@@ -291,7 +322,7 @@ class DocumentStoreSuite:
         def both(flt: ChunkFilter) -> tuple[set[int], set[int]]:
             allowed = store.allowed_chunk_ids(flt)
             assert allowed is not None
-            return set(hit_ids(store.keyword_search("ocelot", 10, flt))), set(allowed.tolist())
+            return set(hit_ids(store.keyword_search("ocelot", 10, flt))), set(admitted_ids(store, allowed))
 
         assert both(ChunkFilter(tags=("faq", "other"))) == (set(faq.tolist()), set(faq.tolist()))
         assert both(ChunkFilter(tags=())) == (set(), set())
@@ -438,6 +469,32 @@ class VectorStoreSuite:
         assert hit_ids(index.query(q, 3, allowed)) == brute_force(known, vecs[known], q, 3)
         assert index.query(q, 3, np.array([], dtype=np.int64)) == []
         assert index.query(q, 3, np.array([777], dtype=np.int64)) == []
+
+    @pytest.mark.parametrize("exact_search_below", [20_000, 0])
+    def test_a_filter_given_by_its_complement(
+        self, make_vectors: MakeVectors, exact_search_below: int
+    ) -> None:
+        """``AllExcept`` gives the same hits as the id array it stands for: deleted ids and ids above
+        ``upto`` are not admitted."""
+        rng = np.random.default_rng(6)
+        vecs = normalised(rng, 600, 16)
+        ids = np.arange(100, 700, dtype=np.int64)
+        index = make_vectors(16, exact_search_below=exact_search_below)
+        index.upsert(ids, vecs)
+        deleted = ids[rng.choice(600, 30, replace=False)]
+        index.delete(deleted)
+        live = ids[~np.isin(ids, deleted)]
+        for trial in range(6):
+            excluded = np.sort(rng.choice(ids, int(rng.integers(0, 120)), replace=False))
+            upto = int(rng.integers(500, 800))
+            plain = live[(live <= upto) & ~np.isin(live, excluded)]
+            allowed = AllExcept(excluded, upto, len(plain))
+            for q in normalised(rng, 5, 16):
+                hits = index.query(q, 10, allowed)
+                assert hits == index.query(q, 10, plain), trial
+                assert all(i <= upto and i not in set(excluded.tolist()) for i, _ in hits)
+        assert index.query(vecs[0], 5, AllExcept(ids, int(ids[-1]), 1)) == []
+        assert index.query(vecs[0], 5, AllExcept(np.zeros(0, np.int64), 99, 1)) == []
 
     def test_get_vectors_in_the_callers_order(self, make_vectors: MakeVectors) -> None:
         vecs = normalised(np.random.default_rng(5), 3, 8)

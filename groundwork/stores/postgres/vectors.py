@@ -27,7 +27,7 @@ from psycopg import sql
 from groundwork.errors import StorageError
 from groundwork.stores.postgres.db import PostgresDatabase
 from groundwork.stores.postgres.filters import filter_condition
-from groundwork.stores.protocols import FloatArray, IdArray
+from groundwork.stores.protocols import AllExcept, Allowed, FloatArray, IdArray
 
 _EXACT = sql.SQL(
     # OFFSET 0 keeps the planner from ordering through the HNSW index: this path is exact by design
@@ -123,7 +123,7 @@ class PostgresVectorStore:
     def flush(self, generation: int) -> None:
         """Nothing to do: the vectors were committed with their document."""
 
-    def query(self, vector: FloatArray, k: int, allowed: IdArray | None = None) -> list[tuple[int, float]]:
+    def query(self, vector: FloatArray, k: int, allowed: Allowed | None = None) -> list[tuple[int, float]]:
         q = self._check(np.asarray(vector, dtype=np.float32).reshape(1, -1))[0]
         if k <= 0:
             return []
@@ -137,7 +137,10 @@ class PostgresVectorStore:
                 return []
             n_allowed = len(allowed)
             flt = getattr(allowed, "chunk_filter", None)
-            if flt is not None:
+            if isinstance(allowed, AllExcept):  # every chunk id up to ``upto`` except a few
+                condition = sql.SQL("c.id <= %s AND NOT (c.id = ANY(%s))")
+                params = [allowed.upto, [int(i) for i in allowed.excluded]]
+            elif flt is not None:
                 condition, params = filter_condition(flt)
             else:
                 condition, params = sql.SQL("c.id = ANY(%s)"), [[int(i) for i in allowed]]
