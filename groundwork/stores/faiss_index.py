@@ -237,8 +237,10 @@ class FaissVectorStore:
         index = self._graph()
         params = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]
         params.efSearch = max(self.ef_search, k)
-        if mask is not None:  # a bitmap of the admitted rows (the selector keeps a reference to it)
-            params.sel = faiss.IDSelectorBitmap(np.packbits(mask, bitorder="little"))
+        bits = None
+        if mask is not None:  # a bitmap of the admitted rows (``bits`` outlives the search that reads it)
+            bits = np.packbits(mask, bitorder="little")
+            params.sel = faiss.IDSelectorBitmap(len(mask), faiss.swig_ptr(bits))
         elif rows is not None:
             params.sel = faiss.IDSelectorBatch(rows)  # HNSW ids are row positions
         elif len(self._row) < len(self._ids):  # tombstones: every live row
