@@ -405,6 +405,155 @@ def phase_serve(data_dir: Path, keep: bool = False) -> dict[str, Any]:
     return res
 
 
+TWO_VARIANTS = {
+    "no filter": (None, 0.5),
+    "big collection's filter, ids as their complement (now)": ("default", 0.5),
+    "big collection's filter, ids as a list (before)": ("default", 1.0),
+}
+"""The two-collection phase's paths: ``(collection, SQLiteDocumentStore.COMPLEMENT_SHARE)``; 1.0 never
+passes the complement, i.e. the id list every filter gave before."""
+
+
+def phase_two(data_dir: Path, seed: int, per_doc: int, share: float, n_queries: int) -> dict[str, Any]:
+    """A second collection ``other`` with ``share`` of the chunks next to ``default``, then ``retrieve``
+    with the big collection's filter in both representations and unfiltered, interleaved query by query
+    (the order rotates), wall and thread CPU time per call, and the hits compared."""
+    from groundwork.config import Settings
+    from groundwork.container import Container
+    from groundwork.models.base import EmbeddingModel, Vectors
+    from groundwork.stores.protocols import AllExcept, ChunkFilter
+    from groundwork.types import Chunk, Document
+
+    class StubEmbedder(EmbeddingModel):
+        def __init__(self) -> None:
+            self.name = "stub"
+            self.dimensions = DIM
+            self.vector = np.zeros(DIM, dtype=np.float32)
+
+        def embed(self, texts: Sequence[str]) -> Vectors:
+            return np.tile(self.vector, (len(texts), 1))
+
+    bench = data_dir / "bench"
+    qvecs = np.load(bench / "queries.npy")
+    qtexts: list[str] = json.loads((bench / "query_texts.json").read_text())
+    stub = StubEmbedder()
+    c = Container(Settings.load(None, data_dir=data_dir, embeddings={"provider": "fake"}), embedder=stub)
+    documents, vectors = c.documents, c.vectors
+    vectors.query(qvecs[0], TOP)  # builds the graph if it was not saved
+    res: dict[str, Any] = {}
+    if set(documents.collections()) == {"default"}:
+        big = sum(d.chunk_count for d in documents.list_documents("default"))
+        gen = Generator(seed)
+        t0 = time.perf_counter()
+        for d in range(max(1, round(big * share / per_doc))):
+            vecs, texts = gen.block(1_000_000 + d, per_doc)  # blocks the build never drew
+            doc_id = f"other{d:06d}"
+            doc = Document(
+                id=doc_id,
+                collection="other",
+                source=f"/other/{doc_id}.txt",
+                title=f"Other {d}",
+                content_hash=hashlib.sha256(doc_id.encode()).hexdigest(),
+                media_type="text/plain",
+                chunk_count=per_doc,
+                ingested_at=time.time(),
+                modified_at=1.7e9,
+            )
+            chunks = [
+                Chunk(
+                    id=f"{doc_id}-{n}",
+                    document_id=doc_id,
+                    collection="other",
+                    ordinal=n,
+                    text=text,
+                    heading_path=(),
+                    start=0,
+                    end=len(text),
+                )
+                for n, text in enumerate(texts)
+            ]
+            vectors.upsert(documents.write_document(doc, chunks, vecs), vecs)
+        vectors.flush(documents.generation)
+        res["added_s"] = time.perf_counter() - t0
+    res["collections"] = {k: v for k, v in documents.collections().items()}
+    res["chunks"] = len(vectors)
+    complement = documents.allowed_chunk_ids(ChunkFilter(collection="default"))
+    assert isinstance(complement, AllExcept)
+    res["admitted"], res["excluded"] = len(complement), len(complement.excluded)
+    retriever = c.retriever
+    lat: dict[str, list[float]] = {label: [] for label in TWO_VARIANTS}
+    cpu: dict[str, list[float]] = {label: [] for label in TWO_VARIANTS}
+    parts: dict[str, list[dict[str, float]]] = {label: [] for label in TWO_VARIANTS}
+    labels = list(TWO_VARIANTS)
+    differ = 0
+    started = time.perf_counter()
+    for i in range(n_queries):
+        stub.vector = qvecs[i]
+        hits: dict[str, list[int]] = {}
+        for j in range(len(labels)):
+            label = labels[(i + j) % len(labels)]
+            collection, documents.COMPLEMENT_SHARE = TWO_VARIANTS[label]  # type: ignore[misc]
+            t0, c0 = time.perf_counter(), time.thread_time()
+            r = retriever.retrieve(qtexts[i], collection, top_k=TOP)
+            if i >= WARMUP:
+                lat[label].append((time.perf_counter() - t0) * 1000)
+                cpu[label].append((time.thread_time() - c0) * 1000)
+                parts[label].append(r.timings)
+            hits[label] = [h.chunk.id for h in r.hits]
+        differ += hits[labels[1]] != hits[labels[2]]
+        if i >= WARMUP + MIN_QUERIES and time.perf_counter() - started > PATH_SECONDS[0]:
+            break
+    res["queries"] = len(lat[labels[0]])
+    res["results_differ"] = differ
+    res["latency_ms"], res["cpu_ms"] = lat, cpu
+    res["breakdown_ms"] = {
+        label: {
+            k: 1000 * statistics.median(p.get(k, 0.0) for p in ps) for k in ("embed_query", "vector_search")
+        }
+        for label, ps in parts.items()
+    }
+    res["peak_rss_mb"] = peak_rss_mb()
+    c.close()
+    return res
+
+
+def run_two(size: int, args: argparse.Namespace) -> str:
+    """The two-collection case on a copy of the size's data dir (``DATA_DIR/<size>-two``, kept)."""
+    if not args.data_dir:
+        raise SystemExit("--two-collections needs --data-dir (a built single-collection data dir is copied)")
+    source, data_dir = Path(args.data_dir) / str(size), Path(args.data_dir) / f"{size}-two"
+    if not data_dir.exists():
+        if not (source / "bench" / "build.json").exists():
+            raise SystemExit(f"{source} is not built: run without --two-collections first")
+        shutil.copytree(source, data_dir)
+    note = wait_for_quiet(max_wait_s=args.max_wait)
+    print(f"[{size:,}] two collections ({note})", file=sys.stderr)
+    r = run_child(
+        [
+            *("--phase", "two", "--dir", str(data_dir), "--per-doc", str(args.per_doc)),
+            *("--seed", str(args.seed), "--queries", str(args.queries)),
+            *("--path-seconds", str(args.path_seconds), "--two-share", str(args.two_share)),
+        ]
+    )
+    lines = [
+        f"{size:,} chunks in `default` + {r['collections'].get('other', 0):,} documents in `other`"
+        f" ({r['chunks']:,} chunks in all; the filter admits {r['admitted']:,}, excludes {r['excluded']:,});"
+        f" {r['queries']} queries, each path in turn (rotating order); {note}."
+        f" Top-10 differing between the two representations: {r['results_differ']} queries.",
+        "",
+        "| `retrieve(text, collection, top_k=10)` | wall p50 / p99, ms | thread CPU p50, ms"
+        " | filter ids + stub embed, ms | vector search, ms |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for label, ms in r["latency_ms"].items():
+        b = r["breakdown_ms"][label]
+        lines.append(
+            f"| {label} | {pct(ms, 50):.1f} / {pct(ms, 99):.1f} | {pct(r['cpu_ms'][label], 50):.1f}"
+            f" | {b['embed_query']:.1f} | {b['vector_search']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
 SHORT_QUERY_STOP = frozenset("a an the do does i my of to in on for is are what how when who can if".split())
 
 
@@ -639,7 +788,13 @@ def main() -> None:
         "--path-seconds", type=float, default=120.0, help="time budget per measured path (>= 20 queries)"
     )
     ap.add_argument("--embed-queries", type=int, default=100, help="0 skips the MiniLM measurement")
-    ap.add_argument("--phase", choices=["build", "serve", "embed"], help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--two-collections",
+        action="store_true",
+        help="only the two-collection case (a copy of each size's --data-dir plus a small collection)",
+    )
+    ap.add_argument("--two-share", type=float, default=0.01, help="the second collection's share of chunks")
+    ap.add_argument("--phase", choices=["build", "serve", "embed", "two"], help=argparse.SUPPRESS)
     ap.add_argument("--dir", help=argparse.SUPPRESS)
     ap.add_argument("--size", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -653,6 +808,13 @@ def main() -> None:
         return
     if args.phase == "embed":
         print(json.dumps(phase_embed(args.embed_queries)))
+        return
+    if args.phase == "two":
+        print(json.dumps(phase_two(Path(args.dir), args.seed, args.per_doc, args.two_share, args.queries)))
+        return
+    if args.two_collections:
+        for size in (int(s) for s in args.sizes.split(",") if s):
+            print(run_two(size, args))
         return
 
     sizes = [int(s) for s in args.sizes.split(",") if s]

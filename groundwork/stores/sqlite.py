@@ -374,14 +374,18 @@ class SQLiteDocumentStore:
             rows = self._db.execute("SELECT rowid FROM chunks WHERE document_id=?", (document_id,)).fetchall()
         return np.asarray([r[0] for r in rows], dtype=np.int64)
 
+    COMPLEMENT_SHARE = 0.5
+    """``allowed_chunk_ids`` gives the complement when the admitted documents hold more than this share of
+    the chunks (1.0: never)."""
+
     def allowed_chunk_ids(self, flt: ChunkFilter) -> Allowed | None:
         """Ids a filter admits, or ``None`` when it admits every chunk.
 
         Every condition is per document, so the filter is resolved to documents first. When the admitted
-        documents hold more than half of the chunks (by their ``chunk_count``), the answer is their
-        complement, :class:`AllExcept` (the excluded ids, every chunk id up to the largest one now):
-        a collection filter that admits 99% of 1M chunks otherwise built, passed and mapped a 1M-id list
-        and a 1M-entry faiss selector (163 ms against 4 ms unfiltered; ``benchmarks/RESULTS.md``).
+        documents hold more than ``COMPLEMENT_SHARE`` of the chunks (by their ``chunk_count``), the
+        answer is their complement, :class:`AllExcept` (the excluded ids, every chunk id up to the largest
+        one now): a collection filter that admits 99% of 1M chunks otherwise built, passed and mapped a
+        1M-id list and a 1M-entry faiss selector (163 ms against 4 ms unfiltered; ``benchmarks/RESULTS.md``).
         Otherwise it is the admitted ids, ascending.
         """
         if flt.is_empty:
@@ -398,7 +402,7 @@ class SQLiteDocumentStore:
                     f" coalesce(sum(chunk_count) FILTER (WHERE id IN ({documents})), 0) FROM documents",
                     args,
                 ).fetchone()
-                if 2 * admitted <= total:
+                if admitted <= self.COMPLEMENT_SHARE * total:
                     return self._chunk_ids_in(documents, args)
                 excluded = self._chunk_ids_in(f"SELECT id FROM documents WHERE id NOT IN ({documents})", args)
             finally:
