@@ -489,7 +489,7 @@ def phase_two(data_dir: Path, seed: int, per_doc: int, share: float, n_queries: 
     started = time.perf_counter()
     for i in range(n_queries):
         stub.vector = qvecs[i]
-        hits: dict[str, list[int]] = {}
+        hits: dict[str, list[tuple[str, float]]] = {}
         for j in range(len(labels)):
             label = labels[(i + j) % len(labels)]
             collection, documents.COMPLEMENT_SHARE = TWO_VARIANTS[label]  # type: ignore[misc]
@@ -499,7 +499,7 @@ def phase_two(data_dir: Path, seed: int, per_doc: int, share: float, n_queries: 
                 lat[label].append((time.perf_counter() - t0) * 1000)
                 cpu[label].append((time.thread_time() - c0) * 1000)
                 parts[label].append(r.timings)
-            hits[label] = [h.chunk.id for h in r.hits]
+            hits[label] = [(h.chunk.id, round(h.score, 6)) for h in r.chunks]
         differ += hits[labels[1]] != hits[labels[2]]
         if i >= WARMUP + MIN_QUERIES and time.perf_counter() - started > PATH_SECONDS[0]:
             break
