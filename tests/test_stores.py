@@ -158,6 +158,26 @@ def test_allowed_chunk_ids_match_a_row_by_row_evaluation(tmp_path: Path) -> None
     store.close()
 
 
+def test_a_complement_is_reused_until_the_next_write(tmp_path: Path) -> None:
+    store = SQLiteDocumentStore(tmp_path / "x.sqlite3")
+    ids = [store.write_document(*make_doc(f"d{i}", ["Tapir.", "Okapi."])) for i in range(3)]
+    other = store.write_document(*make_doc("o", ["Elsewhere."], collection="other"))
+    first = store.allowed_chunk_ids(ChunkFilter(collection="default"))
+    assert isinstance(first, AllExcept) and first.excluded.tolist() == other.tolist()
+    assert store.allowed_chunk_ids(ChunkFilter(collection="default")) is first
+    with pytest.raises(ValueError):
+        first.excluded[0] = 0  # shared: read-only
+    late = store.write_document(*make_doc("late", ["Late tapir."]))
+    after_write = store.allowed_chunk_ids(ChunkFilter(collection="default"))
+    assert after_write is not first and after_write is not None
+    assert admitted_ids(store, after_write) == sorted(int(i) for i in np.concatenate([*ids, late]))
+    store.delete_document("d0")
+    after_delete = store.allowed_chunk_ids(ChunkFilter(collection="default"))
+    assert after_delete is not None
+    assert admitted_ids(store, after_delete) == sorted(int(i) for i in np.concatenate([*ids[1:], late]))
+    store.close()
+
+
 _DOCUMENT = st.tuples(
     st.sampled_from(["sea", "land"]),  # collection
     st.sets(st.sampled_from(["hr", "eng"])),  # groups

@@ -124,6 +124,8 @@ class SQLiteDocumentStore:
         self._lock = self._sqlite.lock
         self._db = self._sqlite.connection
         self._transaction = self._sqlite.transaction
+        self._complements: dict[ChunkFilter, AllExcept] = {}  # allowed_chunk_ids' of _complements_at
+        self._complements_at = -1
         self.keywords = TantivyKeywordIndex(keyword_dir or self.path.with_name(self.path.stem + ".keywords"))
         if self.keywords.generation != self.generation:
             with self._lock:
@@ -374,6 +376,9 @@ class SQLiteDocumentStore:
             rows = self._db.execute("SELECT rowid FROM chunks WHERE document_id=?", (document_id,)).fetchall()
         return np.asarray([r[0] for r in rows], dtype=np.int64)
 
+    COMPLEMENTS_KEPT = 64
+    """Complements kept for the current generation (every write starts afresh): the same collection or
+    groups ask again and again, and an unchanged store gives the same set."""
     COMPLEMENT_SHARE = 0.5
     """``allowed_chunk_ids`` gives the complement when the admitted documents hold more than this share of
     the chunks (1.0: never)."""
@@ -386,6 +391,8 @@ class SQLiteDocumentStore:
         answer is their complement, :class:`AllExcept` (the excluded ids, every chunk id up to the largest
         one now): a collection filter that admits 99% of 1M chunks otherwise built, passed and mapped a
         1M-id list and a 1M-entry faiss selector (163 ms against 4 ms unfiltered; ``benchmarks/RESULTS.md``).
+        A complement is kept until the next write (the generation changes), so asking a collection
+        again costs one read of the generation.
         Otherwise it is the admitted ids, ascending.
         """
         if flt.is_empty:
@@ -397,6 +404,11 @@ class SQLiteDocumentStore:
             # One read transaction: the largest id, the counts and the excluded ids are of one snapshot.
             self._db.execute("BEGIN")
             try:
+                generation = self._generation(self._db)
+                if generation != self._complements_at:
+                    self._complements, self._complements_at = {}, generation
+                if (cached := self._complements.get(flt)) is not None:
+                    return cached
                 upto, total, admitted = self._db.execute(
                     "SELECT (SELECT coalesce(max(rowid), 0) FROM chunks),"
                     " (SELECT coalesce(sum(chunk_count), 0) FROM documents),"
@@ -409,7 +421,12 @@ class SQLiteDocumentStore:
                 excluded = self._chunk_ids_in(f"SELECT d.id FROM documents d WHERE ({where}) IS NOT 1", args)
             finally:
                 self._db.execute("COMMIT")
-        return AllExcept(excluded, int(upto), int(admitted))
+        excluded.setflags(write=False)  # shared by every caller until the next write
+        complement = AllExcept(excluded, int(upto), int(admitted))
+        with self._lock:
+            if self._complements_at == generation and len(self._complements) < self.COMPLEMENTS_KEPT:
+                self._complements[flt] = complement
+        return complement
 
     def _chunk_ids_in(self, documents: str, args: list[object]) -> IdArray:
         """Ids of the chunks of the documents that the ``SELECT`` ``documents`` returns, ascending.
