@@ -167,6 +167,11 @@ def test_a_complement_is_reused_until_the_next_write(tmp_path: Path) -> None:
     assert store.allowed_chunk_ids(ChunkFilter(collection="default")) is first
     with pytest.raises(ValueError):
         first.excluded[0] = 0  # shared: read-only
+    store.COMPLEMENT_SHARE = 1.0  # never a complement: the id list, not the kept complement
+    listed = store.allowed_chunk_ids(ChunkFilter(collection="default"))
+    assert not isinstance(listed, AllExcept) and listed is not None
+    assert listed.tolist() == sorted(int(i) for i in np.concatenate(ids))
+    del store.COMPLEMENT_SHARE
     late = store.write_document(*make_doc("late", ["Late tapir."]))
     after_write = store.allowed_chunk_ids(ChunkFilter(collection="default"))
     assert after_write is not first and after_write is not None

@@ -124,7 +124,8 @@ class SQLiteDocumentStore:
         self._lock = self._sqlite.lock
         self._db = self._sqlite.connection
         self._transaction = self._sqlite.transaction
-        self._complements: dict[ChunkFilter, AllExcept] = {}  # allowed_chunk_ids' of _complements_at
+        # allowed_chunk_ids' complements of the generation _complements_at, by (filter, COMPLEMENT_SHARE)
+        self._complements: dict[tuple[ChunkFilter, float], AllExcept] = {}
         self._complements_at = -1
         self.keywords = TantivyKeywordIndex(keyword_dir or self.path.with_name(self.path.stem + ".keywords"))
         if self.keywords.generation != self.generation:
@@ -407,7 +408,8 @@ class SQLiteDocumentStore:
                 generation = self._generation(self._db)
                 if generation != self._complements_at:
                     self._complements, self._complements_at = {}, generation
-                if (cached := self._complements.get(flt)) is not None:
+                key = (flt, self.COMPLEMENT_SHARE)
+                if (cached := self._complements.get(key)) is not None:
                     return cached
                 upto, total, admitted = self._db.execute(
                     "SELECT (SELECT coalesce(max(rowid), 0) FROM chunks),"
@@ -425,7 +427,7 @@ class SQLiteDocumentStore:
         complement = AllExcept(excluded, int(upto), int(admitted))
         with self._lock:
             if self._complements_at == generation and len(self._complements) < self.COMPLEMENTS_KEPT:
-                self._complements[flt] = complement
+                self._complements[key] = complement
         return complement
 
     def _chunk_ids_in(self, documents: str, args: list[object]) -> IdArray:
