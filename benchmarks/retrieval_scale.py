@@ -43,6 +43,12 @@ the same ``DIR`` (and ``--seed``, ``--queries``, ``--per-doc``) reuses it instea
 report lists the reused build's figures and says so). The serving process then saves the HNSW graph it
 built, so the next run loads it (the 1M graph takes about 9 minutes to build). The store is opened by the
 current code, so a schema migration runs on it as it would on a user's data dir.
+
+``--two-collections`` (with ``--data-dir``) measures only the two-collection case: each size's built data
+dir is copied once to ``DIR/<size>-two`` and a collection ``other`` with ``--two-share`` (1%) more chunks is
+added to it; then ``retrieve`` with the big collection's filter, its ids passed as their complement (now)
+and as the id list (``COMPLEMENT_SHARE = 1.0``, before), and unfiltered, each query running the three in
+turn; the report compares their top-10s.
 """
 
 from __future__ import annotations

@@ -13,7 +13,9 @@ Changes never throw the HNSW graph away (building it took 317 s at 1M vectors): 
 it, deleted ones become tombstones that every search excludes, and the graph is saved beside the vectors
 so a restart loads it. When tombstones pass a quarter of the rows, the rows are compacted and the graph is
 rebuilt once. Rows keep the order of their ids (SQLite rowids grow), so a filter's id list maps to rows
-with one vectorised binary search instead of a dict lookup per id (496 ms at 1M).
+with one vectorised binary search instead of a dict lookup per id (496 ms at 1M). A filter that admits
+most chunks comes as its complement (:class:`~groundwork.stores.protocols.AllExcept`) and is searched
+through a bitmap of the admitted rows (1M admitted ids as a list and an ``IDSelectorBatch``: 270 ms).
 """
 
 from __future__ import annotations
