@@ -194,6 +194,9 @@ def test_label_errors_are_clear(registry: PromptRegistry) -> None:
         registry.set_label("p", "Prod Label", 1)
     with pytest.raises(NotFoundError, match="has no version 9"):
         registry.set_label("p", "production", 9)
+    for huge in (2**63, 10**30, "9" * 40):  # past a 64-bit column: not found, not an OverflowError (a 500)
+        with pytest.raises(NotFoundError, match="has no version"):
+            registry.get("p", huge)
     with pytest.raises(NotFoundError, match="has no label 'canary'"):
         registry.get("p", "canary")
     with pytest.raises(NotFoundError, match="no prompt named 'q'"):

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from groundwork.api import create_app
 from groundwork.api.context import principal_of
 from groundwork.container import Container
-from groundwork.errors import AuthError
+from groundwork.errors import AuthError, InputError
 from groundwork.models.base import ChatModel
 from groundwork.types import GenerationOptions, Message, StreamChunk
 from tests.conftest import fake_settings
@@ -519,3 +519,15 @@ async def test_the_output_guard_also_covers_the_final_event_of_a_streamed_answer
         assert "[REDACTED_EMAIL]" in answer["answer"]
     finally:
         c.close()
+
+
+async def test_a_limit_beyond_any_column_is_a_clear_400_not_a_500(
+    client: httpx.AsyncClient, keys: dict[str, str], container: Container
+) -> None:
+    """Found by the schemathesis fuzz: an integer past SQLite's 64 bits raised OverflowError (a 500)."""
+    for field in ("rpm", "tpm", "max_concurrent"):
+        r = await client.post("/v1/keys", json={"name": "big", field: 10**30}, headers=bearer(keys["admin"]))
+        assert field in json.dumps(error_of(r, 400)), r.text
+    with pytest.raises(InputError, match="rpm must be between 1 and"):
+        container.security.keys.create("big", "user", rpm=2**63)
+    assert "big" not in {k.name for k in container.security.keys.list()}

@@ -18,7 +18,7 @@ from groundwork.api.routing import raw_router
 from groundwork.api.schemas import parse_body
 from groundwork.api.state import ApiState
 from groundwork.security.audit import AuditEvent
-from groundwork.security.keys import ApiKey
+from groundwork.security.keys import MAX_LIMIT, ApiKey
 
 
 class KeyCreate(BaseModel):
@@ -30,9 +30,9 @@ class KeyCreate(BaseModel):
     role: Literal["admin", "builder", "user"] = "user"
     groups: list[str] = Field(default_factory=list, max_length=100)
     expires_in_s: float | None = Field(default=None, gt=0, le=10 * 365 * 86400)
-    rpm: int | None = Field(default=None, ge=1)
-    tpm: int | None = Field(default=None, ge=1)
-    max_concurrent: int | None = Field(default=None, ge=1)
+    rpm: int | None = Field(default=None, ge=1, le=MAX_LIMIT)
+    tpm: int | None = Field(default=None, ge=1, le=MAX_LIMIT)
+    max_concurrent: int | None = Field(default=None, ge=1, le=MAX_LIMIT)
 
 
 _KEY_BODY = {

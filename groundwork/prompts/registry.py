@@ -79,7 +79,8 @@ class PromptRegistry:
         if name not in known:
             raise NotFoundError(f"no prompt named {name!r} (known: {', '.join(known) or 'none'})")
         if isinstance(ref, int) or str(ref).isdigit():
-            found = self.store.get(name, int(ref))
+            number = int(ref)  # beyond a 64-bit column no version exists (and SQLite would overflow)
+            found = self.store.get(name, number) if 0 < number < 2**63 else None
             if found is None:
                 last = self.latest(name)
                 raise NotFoundError(

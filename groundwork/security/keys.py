@@ -124,6 +124,10 @@ def _row_key(row: tuple[object, ...]) -> ApiKey:
     )
 
 
+MAX_LIMIT = 10**12
+"""The largest rpm, tpm or concurrency a key may carry (far beyond any real limit; fits a 64-bit column)."""
+
+
 class KeyStore:
     """API keys in the security database (``api_keys`` table): SQLite or PostgreSQL."""
 
@@ -151,8 +155,8 @@ class KeyStore:
         if expires_in is not None and expires_in <= 0:
             raise InputError("--expires must be a positive duration")
         for label, value in (("rpm", rpm), ("tpm", tpm), ("max_concurrent", max_concurrent)):
-            if value is not None and value < 1:
-                raise InputError(f"{label} must be at least 1")
+            if value is not None and not 1 <= value <= MAX_LIMIT:
+                raise InputError(f"{label} must be between 1 and {MAX_LIMIT:,}")
         created = time.time() if now is None else now
         key = ApiKey(
             prefix=secrets.token_hex(4),
