@@ -73,7 +73,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from _common import peak_rss_mb, wait_for_quiet  # benchmarks/_common.py
+from _common import peak_rss_mb, query_vector_embedder, wait_for_quiet  # benchmarks/_common.py
 
 DIM = 384
 CLUSTERS = 1_000
@@ -310,27 +310,15 @@ def _recall(found: Sequence[Sequence[int]], truth: I64) -> float:
 def phase_serve(data_dir: Path, keep: bool = False) -> dict[str, Any]:
     from groundwork.config import Settings
     from groundwork.container import Container
-    from groundwork.models.base import EmbeddingModel, Vectors
     from groundwork.rag.retrieval import Filters, Retrieval
     from groundwork.stores.protocols import ChunkFilter
-
-    class StubEmbedder(EmbeddingModel):
-        """Returns the precomputed vector of the current query, whatever the text."""
-
-        def __init__(self) -> None:
-            self.name = "stub"
-            self.dimensions = DIM
-            self.vector = np.zeros(DIM, dtype=np.float32)
-
-        def embed(self, texts: Sequence[str]) -> Vectors:
-            return np.tile(self.vector, (len(texts), 1))
 
     bench = data_dir / "bench"
     qvecs = np.load(bench / "queries.npy")
     truth, truth_sel = np.load(bench / "truth.npy"), np.load(bench / "truth_sel.npy")
     qtexts: list[str] = json.loads((bench / "query_texts.json").read_text())
     n = len(qtexts)
-    stub = StubEmbedder()
+    stub = query_vector_embedder(DIM)
     c = Container(Settings.load(None, data_dir=data_dir, embeddings={"provider": "fake"}), embedder=stub)
     res: dict[str, Any] = {"queries": n}
     t0 = time.perf_counter()
@@ -426,23 +414,13 @@ def phase_two(data_dir: Path, seed: int, per_doc: int, share: float, n_queries: 
     (the order rotates), wall and thread CPU time per call, and the hits compared."""
     from groundwork.config import Settings
     from groundwork.container import Container
-    from groundwork.models.base import EmbeddingModel, Vectors
     from groundwork.stores.protocols import AllExcept, ChunkFilter
     from groundwork.types import Chunk, Document
-
-    class StubEmbedder(EmbeddingModel):
-        def __init__(self) -> None:
-            self.name = "stub"
-            self.dimensions = DIM
-            self.vector = np.zeros(DIM, dtype=np.float32)
-
-        def embed(self, texts: Sequence[str]) -> Vectors:
-            return np.tile(self.vector, (len(texts), 1))
 
     bench = data_dir / "bench"
     qvecs = np.load(bench / "queries.npy")
     qtexts: list[str] = json.loads((bench / "query_texts.json").read_text())
-    stub = StubEmbedder()
+    stub = query_vector_embedder(DIM)
     c = Container(Settings.load(None, data_dir=data_dir, embeddings={"provider": "fake"}), embedder=stub)
     documents, vectors = c.documents, c.vectors
     vectors.query(qvecs[0], TOP)  # builds the graph if it was not saved

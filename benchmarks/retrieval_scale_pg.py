@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import wait_for_quiet
+from _common import query_vector_embedder, wait_for_quiet
 from retrieval_scale import DIM, TOP, Generator, RunningTopK
 
 GROUPS = {"p1": 1, "p3": 3, "p10": 10, "p30": 30}
@@ -258,20 +258,8 @@ def main() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
     from groundwork.config import PostgresSettings, RetrievalSettings
-    from groundwork.models.base import EmbeddingModel, Vectors
     from groundwork.rag.retrieval import Retriever
     from groundwork.stores.postgres import open_stores
-
-    class StubEmbedder(EmbeddingModel):
-        """Returns the precomputed vector of the current query, whatever the text."""
-
-        def __init__(self) -> None:
-            self.name = "stub"
-            self.dimensions = DIM
-            self.vector = np.zeros(DIM, dtype=np.float32)
-
-        def embed(self, texts: Sequence[str]) -> Vectors:
-            return np.tile(self.vector, (len(texts), 1))
 
     result: dict[str, Any] = {"load_before": wait_for_quiet(max_wait_s=args.max_wait)}
     stop: Callable[[], None] | None = None
@@ -289,7 +277,7 @@ def main() -> None:
         else:
             result["load"], truth = load(documents, documents.db, gen, args.size, qvecs)
         print(f"  {result['load']}", file=sys.stderr)
-        stub = StubEmbedder()
+        stub = query_vector_embedder(DIM)
         retriever = Retriever(documents, vectors, stub, RetrievalSettings())
         result["load_before_queries"] = f"{os.getloadavg()[0]:.2f}"
         if "search" not in args.skip:
