@@ -32,7 +32,14 @@ import numpy as np
 import numpy.typing as npt
 
 from groundwork.errors import StorageError
-from groundwork.stores.protocols import AllExcept, Allowed, DocumentStore, FloatArray, IdArray
+from groundwork.stores.protocols import (
+    AllExcept,
+    Allowed,
+    DocumentStore,
+    FloatArray,
+    IdArray,
+    checked_vectors,
+)
 
 try:  # faiss is a hard dependency, but keep the error explicit
     import faiss
@@ -94,13 +101,7 @@ class FaissVectorStore:
             self._pending = []
 
     def _check(self, vectors: FloatArray) -> FloatArray:
-        arr = np.ascontiguousarray(vectors, dtype=np.float32)
-        if arr.ndim != 2 or arr.shape[1] != self.dimensions:
-            raise StorageError(
-                f"vectors of shape {arr.shape} do not match the index's {self.dimensions} dimensions"
-                " (was the embedding model changed? re-ingest into a new data dir)"
-            )
-        return arr
+        return checked_vectors(vectors, self.dimensions, "index", "re-ingest into a new data dir")
 
     def upsert(self, ids: IdArray, vectors: FloatArray) -> None:
         vecs = self._check(vectors)

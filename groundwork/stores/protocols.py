@@ -9,10 +9,25 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
+from groundwork.errors import StorageError
 from groundwork.types import Chunk, Document
 
 FloatArray = npt.NDArray[np.float32]
 IdArray = npt.NDArray[np.int64]
+
+
+def checked_vectors(vectors: FloatArray, dimensions: int, holder: str, remedy: str) -> FloatArray:
+    """``vectors`` as a contiguous float32 matrix of ``dimensions`` columns, or a StorageError naming the fix.
+
+    ``holder`` names what holds them ("index", "store"); ``remedy`` what to do when they do not fit.
+    """
+    arr = np.ascontiguousarray(vectors, dtype=np.float32)
+    if arr.ndim != 2 or arr.shape[1] != dimensions:
+        raise StorageError(
+            f"vectors of shape {arr.shape} do not match the {holder}'s {dimensions} dimensions"
+            f" (was the embedding model changed? {remedy})"
+        )
+    return arr
 
 
 @dataclass(frozen=True, slots=True)

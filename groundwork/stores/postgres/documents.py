@@ -21,7 +21,7 @@ from groundwork.errors import StorageError
 from groundwork.stores.postgres.db import PostgresDatabase
 from groundwork.stores.postgres.filters import FilteredIds, filter_condition
 from groundwork.stores.postgres.text import drop_common, match_query, plain_query
-from groundwork.stores.protocols import ChunkFilter, FloatArray, IdArray
+from groundwork.stores.protocols import ChunkFilter, FloatArray, IdArray, checked_vectors
 from groundwork.types import Chunk, Document
 
 _DOC_COLUMNS = (
@@ -81,11 +81,8 @@ class PostgresDocumentStore:
         if len(chunks) != len(vectors):
             raise StorageError(f"{len(chunks)} chunks but {len(vectors)} vectors for {document.source}")
         vecs = np.ascontiguousarray(vectors, dtype=np.float32)
-        if len(chunks) and (vecs.ndim != 2 or vecs.shape[1] != self.dimensions):
-            raise StorageError(
-                f"vectors of shape {vecs.shape} do not match the store's {self.dimensions} dimensions"
-                " (was the embedding model changed? use a new database)"
-            )
+        if len(chunks):
+            vecs = checked_vectors(vecs, self.dimensions, "store", "use a new database")
         try:
             with self.db.connection() as conn:
                 return self._write(conn, document, chunks, vecs, before_commit)

@@ -27,7 +27,7 @@ from psycopg import sql
 from groundwork.errors import StorageError
 from groundwork.stores.postgres.db import PostgresDatabase
 from groundwork.stores.postgres.filters import filter_condition
-from groundwork.stores.protocols import AllExcept, Allowed, FloatArray, IdArray
+from groundwork.stores.protocols import AllExcept, Allowed, FloatArray, IdArray, checked_vectors
 
 _EXACT = sql.SQL(
     # OFFSET 0 keeps the planner from ordering through the HNSW index: this path is exact by design
@@ -75,13 +75,7 @@ class PostgresVectorStore:
         return int(row[0]) if row else 0
 
     def _check(self, vectors: FloatArray) -> FloatArray:
-        arr = np.ascontiguousarray(vectors, dtype=np.float32)
-        if arr.ndim != 2 or arr.shape[1] != self.dimensions:
-            raise StorageError(
-                f"vectors of shape {arr.shape} do not match the store's {self.dimensions} dimensions"
-                " (was the embedding model changed? use a new database)"
-            )
-        return arr
+        return checked_vectors(vectors, self.dimensions, "store", "use a new database")
 
     def upsert(self, ids: IdArray, vectors: FloatArray) -> None:
         vecs = self._check(vectors)
