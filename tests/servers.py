@@ -1,8 +1,10 @@
-"""Shared test helpers: ``groundwork serve``'s app under a real uvicorn on 127.0.0.1, and a failing model."""
+"""Shared test helpers: ``groundwork serve``'s app under a real uvicorn on 127.0.0.1, a plain HTTP handler
+on 127.0.0.1, and a failing model."""
 
 from __future__ import annotations
 
 import contextlib
+import http.server
 import socket
 import threading
 import time
@@ -16,6 +18,19 @@ from groundwork.container import Container
 from groundwork.errors import UpstreamError
 from groundwork.models.base import ChatModel
 from groundwork.types import GenerationOptions, Message, StreamChunk
+
+
+@contextlib.contextmanager
+def serve_handler(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
+    """Serve ``handler`` on a free port (a thread per request); yields ``http://127.0.0.1:PORT``."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 @contextlib.contextmanager

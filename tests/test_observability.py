@@ -26,6 +26,7 @@ from groundwork.observability import Observability, Tracing, span, use_tracer
 from groundwork.observability.logs import ContextFilter, JsonFormatter, set_request_id
 from groundwork.observability.notify import NotificationLimiter, WebhookHandler
 from tests.conftest import fake_settings
+from tests.servers import serve_handler
 from tests.test_cache_api import ENG, HR, with_principals
 
 pytestmark = pytest.mark.anyio
@@ -51,13 +52,8 @@ class _SlowCollector(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def slow_collector() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _SlowCollector)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1/traces"
-    server.shutdown()
-    server.server_close()
+    with serve_handler(_SlowCollector) as root:
+        yield f"{root}/v1/traces"
 
 
 def closed_port_url() -> str:

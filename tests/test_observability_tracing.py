@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextvars
 import http.server
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -29,6 +28,7 @@ from groundwork.observability.tracing import (
     use_tracer,
 )
 from tests.conftest import fake_settings
+from tests.servers import serve_handler
 
 CHAT = {"model": "fake", "messages": [{"role": "user", "content": "hello there"}]}
 
@@ -185,12 +185,8 @@ class _Collector(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def collector() -> Iterator[str]:
     _Collector.requests = []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Collector)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1/traces"
-    server.shutdown()
-    server.server_close()
+    with serve_handler(_Collector) as root:
+        yield f"{root}/v1/traces"
 
 
 def _otlp_spans() -> list[tuple[dict[str, Any], Any]]:
