@@ -197,6 +197,14 @@ def test_a_keyword_hit_newer_than_the_vector_index_is_still_served(
     c.vectors.delete(c.documents.chunk_ids_of(top.document_id))
     again = keyword_first.retrieve(query, top_k=5).chunks  # feedback reads the top chunks' vectors
     assert again[0].chunk.document_id == top.document_id and again[0].vector_score is None
+    with_mmr = Retriever(
+        c.documents,
+        c.vectors,
+        c.query_embedder,
+        c.settings.retrieval.model_copy(update={"vector_weight": 0.0, "mmr_lambda": 0.7}),
+    )
+    diversified = with_mmr.retrieve(query, top_k=3).chunks  # MMR reads the pool's vectors too
+    assert top.document_id in {sc.chunk.document_id for sc in diversified}
 
 
 def test_zscore_fusion_standardises_each_list() -> None:

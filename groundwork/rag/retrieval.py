@@ -166,14 +166,10 @@ class Retriever:
             t3 = time.perf_counter()
         if s.mmr_lambda is not None and len(fused) > k:
             pool = fused[: max(4 * k, 20)]
-            ids = np.asarray([i for i, _ in pool], dtype=np.int64)
-            picked = mmr(
-                np.asarray([sc for _, sc in pool], dtype=np.float32),
-                self.vectors.get_vectors(ids),
-                k,
-                s.mmr_lambda,
-            )
-            fused = [pool[i] for i in picked]  # the rerank step
+            held, vectors = self._held_vectors([i for i, _ in pool])
+            if len(held) == len(pool):  # else a keyword hit newer than the vector store: the fused order
+                picked = mmr(np.asarray([sc for _, sc in pool], dtype=np.float32), vectors, k, s.mmr_lambda)
+                fused = [pool[i] for i in picked]  # the rerank step
         fused = fused[:k]
         chunks = {i: fetched[i] for i, _ in fused if i in fetched}
         missing = [i for i, _ in fused if i not in fetched]
@@ -222,9 +218,8 @@ class Retriever:
         pool, rest = [(i, sc) for i, sc in fused[:pool_size] if i in chunks], fused[pool_size:]
         if len(pool) < 2:
             return pool + rest, chunks
-        try:
-            vectors = self.vectors.get_vectors(np.asarray([i for i, _ in pool], dtype=np.int64))
-        except KeyError:  # a keyword hit newer than the vector store (see _vectors_of): the fused order
+        held, vectors = self._held_vectors([i for i, _ in pool])
+        if len(held) < len(pool):  # a keyword hit newer than the vector store: the fused order
             return pool + rest, chunks
         documents = [chunks[i].document_id for i, _ in pool]
         smoothed = neighbour_smoothing(pool, vectors, s.smoothing_neighbours, s.smoothing_weight, documents)
@@ -233,22 +228,24 @@ class Retriever:
         below = min((sc for _, sc in smoothed), default=0.0)
         return smoothed + [(i, below + (1 - s.smoothing_weight) * (sc - lo) / span) for i, sc in rest], chunks
 
-    def _vectors_of(self, ids: list[int]) -> npt.NDArray[np.float32]:
-        """The vectors of ``ids`` that the vector store holds.
+    def _held_vectors(self, ids: list[int]) -> tuple[list[int], npt.NDArray[np.float32]]:
+        """The positions in ``ids`` whose vectors the vector store holds, and those vectors.
 
         A keyword hit can be newer than the vector store: a document being written by this process, or
-        by another one (``groundwork ingest`` beside a server) before the vector index reloads.
+        by another one (``groundwork ingest`` beside a server) before the vector index reloads. Every step
+        that reads candidates' vectors (feedback, score regularisation, MMR) goes through here.
         """
         try:
-            return self.vectors.get_vectors(np.asarray(ids, dtype=np.int64))
+            return list(range(len(ids))), self.vectors.get_vectors(np.asarray(ids, dtype=np.int64))
         except KeyError:
-            held = []
-            for i in ids:
+            positions, held = [], []
+            for n, i in enumerate(ids):
                 try:
                     held.append(self.vectors.get_vectors(np.asarray([i], dtype=np.int64))[0])
                 except KeyError:
                     continue
-            return np.asarray(held, dtype=np.float32) if held else np.zeros((0, 1), dtype=np.float32)
+                positions.append(n)
+            return positions, np.asarray(held, dtype=np.float32) if held else np.zeros((0, 1), np.float32)
 
     def _feedback(
         self,
@@ -261,7 +258,7 @@ class Retriever:
         """Search again with the query widened by the top fused chunks (only chunks the caller may read)."""
         s = self.settings
         ids = [i for i, _ in fused[: s.feedback_docs]]
-        held = self._vectors_of(ids)
+        _, held = self._held_vectors(ids)
         widened = qvec + s.feedback_vector_beta * held.mean(axis=0) if len(held) else qvec
         widened = (widened / max(float(np.linalg.norm(widened)), 1e-9)).astype(np.float32)
         vector_hits = self.vectors.query(widened, s.candidates, allowed)
