@@ -50,12 +50,12 @@ PAIRS = HERE / "cache_pairs.yaml"
 HELD_OUT = HERE / "cache_pairs_heldout.yaml"
 
 
-def embedder_of(name: str, precision: str = "fp32") -> EmbeddingModel:
+def embedder_of(name: str, precision: str = "auto", query_runtime: str = "auto") -> EmbeddingModel:
     if name == "fake":
         return FakeEmbedder(384)
     from groundwork.models.embedded import MiniLMEmbedder
 
-    return MiniLMEmbedder(precision=precision)  # type: ignore[arg-type]
+    return MiniLMEmbedder(precision=precision, query_runtime=query_runtime)  # type: ignore[arg-type]
 
 
 def store_of(backend: str, directory: Path, max_entries: int) -> CacheStore:
@@ -216,14 +216,18 @@ def main() -> None:
     parser.add_argument("--entries", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=2000)
     parser.add_argument("--thresholds", default="0.80,0.85,0.90,0.92,0.95")
-    parser.add_argument("--precision", default="fp32", help="MiniLM precision: fp32, bf16, int8")
+    parser.add_argument("--precision", default="auto", help="MiniLM precision: auto, fp32, bf16, int8")
+    parser.add_argument(
+        "--query-runtime", default="auto", help="what embeds the questions: auto (ONNX Runtime), onnx, torch"
+    )
     args = parser.parse_args()
-    embedder = embedder_of(args.embedder, args.precision)
+    embedder = embedder_of(args.embedder, args.precision, args.query_runtime)
     embedder.embed(["warm up"])
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
         print(
-            f"## Cache latency ({args.embedder} embedder, {args.precision}, {args.entries} entries,"
+            f"## Cache latency ({args.embedder} embedder, {args.precision}, questions on"
+            f" {getattr(embedder, 'short_call_runtime', '-')}, {args.entries} entries,"
             f" {args.repeats} lookups)\n"
         )
         print("| backend | lookup | median / p95 ms |\n|---|---|---:|")

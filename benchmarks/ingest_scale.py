@@ -177,6 +177,7 @@ def phase_groundwork(corpus: Path, expected_texts: Path, runs: int, precision: s
     return {
         "load_s": load_s,
         "torch_threads": torch.get_num_threads(),
+        "precision": shared.precision,
         "raw_s": raw_s,
         "ingest_s": ingest_s,
         "raw_cpu_s": raw_cpu,
@@ -286,7 +287,12 @@ def main() -> None:
     ap.add_argument("--max-wait", type=float, default=1200.0, help="seconds to wait for a quiet machine")
     ap.add_argument("--llamaindex-python", type=Path, default=LLAMAINDEX_PYTHON)
     ap.add_argument("--skip-llamaindex", action="store_true")
-    ap.add_argument("--precision", default="fp32", help="MiniLM precision for (a) and (b): fp32, bf16, int8")
+    ap.add_argument(
+        "--precision",
+        default="fp32,auto",
+        help="MiniLM precision(s) for (a) and (b), comma-separated, each measured in every round: "
+        "auto (Groundwork's default), fp32 (LlamaIndex's), bf16, int8",
+    )
     ap.add_argument("--phase", choices=["dry", "groundwork"], help=argparse.SUPPRESS)
     ap.add_argument("--corpus", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--texts", type=Path, help=argparse.SUPPRESS)
@@ -352,44 +358,67 @@ def main() -> None:
 
         script = tmp / "llamaindex_child.py"
         script.write_text(LLAMAINDEX_CHILD)
-        gw_cmd = self_cmd(
-            "--phase", "groundwork", "--corpus", str(corpus), "--texts", str(texts_path),
-            "--runs", "1", "--precision", args.precision,
-        )  # fmt: skip
+        precisions = [p.strip() for p in args.precision.split(",") if p.strip()]
+        gw_cmds = {
+            p: self_cmd(
+                "--phase", "groundwork", "--corpus", str(corpus), "--texts", str(texts_path),
+                "--runs", "1", "--precision", p,
+            )
+            for p in precisions
+        }  # fmt: skip
         li_cmd = [str(args.llamaindex_python), str(script), str(corpus), "1", "180", "30"]
-        gw_all: list[dict[str, Any]] = []
+        gw_all: dict[str, list[dict[str, Any]]] = {p: [] for p in precisions}
         li_all: list[dict[str, Any]] = []
-        # Rounds alternate which side goes first, so a change in the machine's load hits both.
+        # Rounds alternate the order of the sides, so a change in the machine's load hits all of them.
         for r in range(args.runs):
-            sides = ["groundwork", "llamaindex"] if not args.skip_llamaindex else ["groundwork"]
+            sides = [f"groundwork:{p}" for p in precisions]
+            if not args.skip_llamaindex:
+                sides.append("llamaindex")
             for side in sides if r % 2 == 0 else sides[::-1]:
                 note = wait_for_quiet(max_wait_s=args.max_wait)
                 notes.append(f"Round {r + 1}, before {side}: {note}.")
                 print(notes[-1], file=sys.stderr)
-                if side == "groundwork":
-                    gw_all.append(run_child(gw_cmd))
+                if side.startswith("groundwork:"):
+                    p = side.split(":", 1)[1]
+                    gw_all[p].append(run_child(gw_cmds[p]))
                     print(
-                        f"groundwork: {gw_all[-1]['raw_s']} raw, {gw_all[-1]['ingest_s']} ingest",
+                        f"{side}: {gw_all[p][-1]['raw_s']} raw, {gw_all[p][-1]['ingest_s']} ingest",
                         file=sys.stderr,
                     )
                 else:
                     li_all.append(run_child(li_cmd))
                     print(f"llamaindex: {li_all[-1]['total_s']}", file=sys.stderr)
-        gw = merge_runs(gw_all)
         li = merge_runs(li_all) if li_all else None
-        gw_runs = " ".join(
-            f"[raw {r:.1f}s ({rc:.1f}s CPU), ingest {i:.1f}s ({ic:.1f}s CPU)]"
-            for r, i, rc, ic in zip(
-                gw["raw_s"], gw["ingest_s"], gw["raw_cpu_s"], gw["ingest_cpu_s"], strict=True
-            )
-        )
 
+    lines: list[str] = []
+    for p in precisions:
+        lines += report_precision(args, p, merge_runs(gw_all[p]), li, dry, subset, size_mb)
+        lines.append("")
+    lines += [*notes, f"Total wall time {(time.perf_counter() - started_all) / 60:.1f} min."]
+    print("\n".join(lines))
+
+
+def report_precision(
+    args: argparse.Namespace,
+    precision: str,
+    gw: dict[str, Any],
+    li: dict[str, Any] | None,
+    dry: dict[str, Any],
+    subset: str,
+    size_mb: float,
+) -> list[str]:
+    """The table of one Groundwork precision against the raw embedder and LlamaIndex (fp32)."""
+    gw_runs = " ".join(
+        f"[raw {r:.1f}s ({rc:.1f}s CPU), ingest {i:.1f}s ({ic:.1f}s CPU)]"
+        for r, i, rc, ic in zip(gw["raw_s"], gw["ingest_s"], gw["raw_cpu_s"], gw["ingest_cpu_s"], strict=True)
+    )
     chunks = gw["chunks"][0]
     raw_rate = gw["raw_chunks"] / med(gw["raw_s"])
     gw_rate = chunks / med(gw["ingest_s"])
     lines = [
         f"Corpus: PostgreSQL 15 HTML manual ({args.html_dir}), {subset}, {size_mb:.1f} MB of HTML; "
-        f"{args.runs} run(s) of each, medians. MiniLM precision {args.precision}, torch threads "
+        f"{args.runs} run(s) of each, medians. Groundwork's MiniLM precision {precision} "
+        f"(computed as {gw.get('precision', precision)}), torch threads "
         f"{gw['torch_threads']}; MiniLM load "
         f"{gw['load_s']:.1f}s (Groundwork) / {li['load_s'] if li else 0:.1f}s (LlamaIndex), not counted.",
         "",
@@ -430,10 +459,8 @@ def main() -> None:
         "",
         f"Groundwork's stored texts identical to the dry run's (what (b) embedded): "
         f"{'yes' if gw['same_texts'] else 'NO'}. Per run: {gw_runs}.",
-        *notes,
-        f"Total wall time {(time.perf_counter() - started_all) / 60:.1f} min.",
     ]
-    print("\n".join(lines))
+    return lines
 
 
 if __name__ == "__main__":

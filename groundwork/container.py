@@ -84,7 +84,12 @@ CHAT_PROVIDERS: dict[str, Callable[[Deployment, Container], ChatModel]] = {
 def _minilm(s: Settings) -> EmbeddingModel:
     from groundwork.models.embedded import MiniLMEmbedder
 
-    return MiniLMEmbedder(batch_size=s.embeddings.batch_size, precision=s.embeddings.precision)
+    return MiniLMEmbedder(
+        batch_size=s.embeddings.batch_size,
+        precision=s.embeddings.precision,
+        query_runtime=s.embeddings.query_runtime,
+        cache_dir=s.models_dir,
+    )
 
 
 def _openai_embedder(s: Settings) -> EmbeddingModel:

