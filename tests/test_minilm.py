@@ -236,3 +236,20 @@ def test_settings_pass_the_query_runtime_and_models_dir(tmp_path: Any) -> None:
         c.close()
     with pytest.raises(ConfigError, match=r"embeddings\.query_runtime"):
         Settings.load(None, data_dir=tmp_path, embeddings={"query_runtime": "gpu"})
+
+
+def test_bf16_batches_are_padded_to_a_multiple_of_16_tokens(fp32: MiniLMEmbedder, monkeypatch: Any) -> None:
+    bf16 = MiniLMEmbedder(batch_size=2, precision="bf16", query_runtime="torch")
+    bf16.warm_up()
+    widths: list[int] = []
+    model = bf16._model
+
+    def recording(**kwargs: Any) -> Any:
+        widths.append(kwargs["input_ids"].shape[1])
+        return model(**kwargs)
+
+    monkeypatch.setattr(bf16, "_model", recording)
+    texts = ["The quick brown fox " * n for n in (3, 7, 30, 60)]
+    vectors = bf16.embed(texts)
+    assert widths and all(w % 16 == 0 for w in widths), widths
+    assert ((vectors * fp32.embed(texts)).sum(axis=1) > 0.999).all()  # the padding is masked out

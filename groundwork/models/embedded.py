@@ -326,7 +326,7 @@ class MiniLMEmbedder(EmbeddingModel):
         with torch.inference_mode(), autocast:
             for i in range(0, len(order), self.batch_size):
                 rows = order[i : i + self.batch_size]
-                input_ids, mask, token_types = self._batch_arrays(ids, types, rows)
+                input_ids, mask, token_types = self._batch_arrays(ids, types, rows, self._width_multiple)
                 attention = torch.from_numpy(mask)
                 hidden = self._model(
                     input_ids=torch.from_numpy(input_ids),
@@ -338,12 +338,20 @@ class MiniLMEmbedder(EmbeddingModel):
                 pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
                 out[np.asarray(rows)] = pooled.numpy()
 
+    @property
+    def _width_multiple(self) -> int:
+        # oneDNN builds (and keeps) bfloat16 kernels per input shape: padding batches to a multiple of 16
+        # tokens cut the peak RSS of 1,024 Cranfield abstracts from 1,411 to 1,125 MB at the same CPU
+        # time (a few percent more tokens). fp32 goes through MKL, which keeps nothing per shape.
+        return 16 if self.precision == "bf16" else 1
+
     def _batch_arrays(
-        self, ids: list[list[int]], types: list[list[int]] | None, rows: list[int]
+        self, ids: list[list[int]], types: list[list[int]] | None, rows: list[int], multiple: int = 1
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Token ids, attention mask and token types of ``rows``, padded to the longest of them."""
+        """Token ids, attention mask and token types of ``rows``, padded to the longest of them (rounded up
+        to ``multiple``)."""
         pad = int(self._tokenizer.pad_token_id or 0)
-        width = max(len(ids[r]) for r in rows)
+        width = -(-max(len(ids[r]) for r in rows) // multiple) * multiple
         input_ids = np.full((len(rows), width), pad, dtype=np.int64)
         mask = np.zeros((len(rows), width), dtype=np.int64)
         token_types = np.zeros((len(rows), width), dtype=np.int64)
