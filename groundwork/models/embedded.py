@@ -46,7 +46,18 @@ def _offline() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+_TORCH: Any = None
+
+
 def _torch() -> Any:
+    """torch, with transformers imported offline and quiet; the setup runs once per process.
+
+    (Setting transformers' verbosity clears the cache of every logger: half a millisecond, which was a
+    tenth of a query's embedding when it ran on every call.)
+    """
+    global _TORCH
+    if _TORCH is not None:
+        return _TORCH
     _offline()
     try:
         import torch
@@ -58,6 +69,7 @@ def _torch() -> Any:
         raise ModelNotAvailableError(
             "the embedded models need torch: pip install torch==2.13.0 (the CPU build)"
         ) from exc
+    _TORCH = torch
     return torch
 
 
