@@ -249,6 +249,7 @@ def main() -> None:
     ap.add_argument("--keyword-weight", type=float)
     ap.add_argument("--rrf-k", type=int)
     ap.add_argument("--candidates", type=int)
+    ap.add_argument("--precision", default="auto", help="MiniLM precision: auto (default), fp32, bf16, int8")
     args = ap.parse_args()
     stray = sorted(k for k in os.environ if k.startswith("GROUNDWORK_"))
     if stray:
@@ -257,7 +258,11 @@ def main() -> None:
     corpus, queries, qrels = load_beir(args.data)
     from groundwork.models.embedded import MiniLMEmbedder
 
-    embedder = CachedEmbedder(MiniLMEmbedder(), CACHE / "minilm-cranfield.npy")
+    minilm = MiniLMEmbedder(precision=args.precision)  # type: ignore[arg-type]
+    # Keyed by the precision passages are computed in (auto resolves to the CPU's): fp32 and bf16 vectors
+    # differ in the fifth decimal, and a cache must not mix them.
+    embedder = CachedEmbedder(minilm, CACHE / f"minilm-{minilm.precision}-cranfield.npy")
+    print(f"MiniLM passages in {minilm.precision} (precision {args.precision})", file=sys.stderr)
     rows: list[tuple[str, dict[str, float], str]] = []
     if not args.no_baselines:
         dids = [d["_id"] for d in corpus]

@@ -219,7 +219,7 @@ def test_auto_precision_is_bf16_only_with_amx() -> None:
     from groundwork.models.embedded import cpu_has_bf16_matrix_units, resolve_precision
 
     assert resolve_precision("auto", AMX_CPUINFO) == "bf16"
-    assert resolve_precision("auto", PLAIN_CPUINFO) == "fp32"  # AVX512-BF16 alone measured slower
+    assert resolve_precision("auto", PLAIN_CPUINFO) == "fp32"  # AVX512-BF16 alone: not measured, not assumed
     assert resolve_precision("auto", "") == "fp32"
     assert resolve_precision("int8", AMX_CPUINFO) == "int8"
     assert cpu_has_bf16_matrix_units() in (True, False)  # this machine's /proc/cpuinfo, read

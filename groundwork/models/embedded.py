@@ -88,7 +88,8 @@ def cpu_has_bf16_matrix_units(cpuinfo: str | None = None) -> bool:
     """True when the CPU multiplies bfloat16 matrices in hardware (Intel AMX-BF16).
 
     Read from ``/proc/cpuinfo`` (Linux); anywhere else, or when it cannot be read, False. AVX512-BF16
-    alone is not enough: measured, autocast to bfloat16 only pays off with AMX tiles.
+    without AMX does not count: the 2.6x was measured with AMX only, and on CPUs without bfloat16 matrix
+    units autocast to bfloat16 is slower than fp32.
     """
     if cpuinfo is None:
         try:
