@@ -86,10 +86,15 @@ def query_metrics(ranking: Sequence[str], rels: dict[str, int]) -> tuple[float, 
 
 
 def evaluate(runs: dict[str, list[str]], qrels: dict[str, dict[str, int]]) -> dict[str, float]:
-    """Mean nDCG@10, recall@10, recall@100 over every judged query (missing runs score 0)."""
-    per_q = [query_metrics(runs.get(q, []), rels) for q, rels in qrels.items()]
-    arr = np.asarray(per_q)
-    return dict(zip(("ndcg@10", "r@10", "r@100"), map(float, arr.mean(axis=0)), strict=True))
+    """Mean nDCG@10, recall@10, recall@100 over every judged query (missing runs score 0), and nDCG@10
+    over the odd and the even query ids: the 2-fold split a setting chosen on one half is checked on."""
+    per_q = {q: query_metrics(runs.get(q, []), rels) for q, rels in qrels.items()}
+    arr = np.asarray(list(per_q.values()))
+    out = dict(zip(("ndcg@10", "r@10", "r@100"), map(float, arr.mean(axis=0)), strict=True))
+    for name, parity in (("odd", 1), ("even", 0)):
+        half = [m[0] for q, m in per_q.items() if q.isdigit() and int(q) % 2 == parity]
+        out[f"ndcg@10 {name}"] = float(np.mean(half)) if half else float("nan")
+    return out
 
 
 # -- cached embeddings -------------------------------------------------------------------------------
@@ -249,6 +254,13 @@ def main() -> None:
     ap.add_argument("--keyword-weight", type=float)
     ap.add_argument("--rrf-k", type=int)
     ap.add_argument("--candidates", type=int)
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any retrieval setting for the custom row (repeatable), e.g. --set heading_weight=2",
+    )
     args = ap.parse_args()
     stray = sorted(k for k in os.environ if k.startswith("GROUNDWORK_"))
     if stray:
@@ -293,7 +305,7 @@ def main() -> None:
                 {"fusion": "rrf", "candidates": 30, "feedback_docs": 0, "smoothing_neighbours": 0},
             ),
         ]
-        custom = {
+        custom: dict[str, Any] = {
             k: v
             for k, v in {
                 "vector_weight": args.vector_weight,
@@ -303,6 +315,12 @@ def main() -> None:
             }.items()
             if v is not None
         }
+        for item in args.set:
+            key, _, value = item.partition("=")
+            try:
+                custom[key.strip()] = json.loads(value)
+            except ValueError:  # a bare word, e.g. --set fusion=rrf
+                custom[key.strip()] = value
         if custom:
             configs.append((f"Groundwork custom {custom}", custom))
         for name, overrides in configs:
@@ -312,9 +330,12 @@ def main() -> None:
 
     judged = sum(map(len, qrels.values()))
     print(f"\nCranfield: {len(corpus)} docs, {len(queries)} queries, {judged} judgements\n")
-    print("| system | nDCG@10 | R@10 | R@100 | notes |\n|---|---|---|---|---|")
+    print("| system | nDCG@10 | odd ids | even ids | R@10 | R@100 | notes |\n|---|---|---|---|---|---|---|")
     for name, m, note in rows:
-        print(f"| {name} | {m['ndcg@10']:.4f} | {m['r@10']:.4f} | {m['r@100']:.4f} | {note} |")
+        print(
+            f"| {name} | {m['ndcg@10']:.4f} | {m['ndcg@10 odd']:.4f} | {m['ndcg@10 even']:.4f}"
+            f" | {m['r@10']:.4f} | {m['r@100']:.4f} | {note} |"
+        )
 
 
 if __name__ == "__main__":

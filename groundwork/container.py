@@ -160,7 +160,11 @@ def _embedded_migrate(c: Container) -> list[str]:
 
 STORAGE_BACKENDS: dict[str, StorageBackend] = {
     "embedded": StorageBackend(
-        lambda c: SQLiteDocumentStore(c.data_dir / "groundwork.sqlite3"), _faiss, _embedded_migrate
+        lambda c: SQLiteDocumentStore(
+            c.data_dir / "groundwork.sqlite3", heading_weight=c.settings.retrieval.heading_weight
+        ),
+        _faiss,
+        _embedded_migrate,
     ),
     "postgres": StorageBackend(_postgres_documents, _postgres_vectors, _postgres_migrate),
 }
