@@ -9,10 +9,16 @@ every judged doc (score >= 1) as relevant; all 225 queries are averaged (a query
 
     .venv/bin/python benchmarks/retrieval_quality.py [--data /work/shared/data/cranfield]
         [--vector-weight W --keyword-weight W --rrf-k K --candidates N]   # one extra "custom" row
+        [--set KEY=VALUE ...]                # any other retrieval setting for that row
+
+Each row also gives nDCG@10 over the odd and the even query ids, the 2-fold split a setting chosen on
+one half is checked on (benchmarks/RESULTS.md).
 
 Rows: keyword alone (vector_weight 0), vectors alone (keyword_weight 0), hybrid (the defaults: z-score
 fusion over 100 candidates per side, one round of pseudo-relevance feedback, score regularisation over
-the candidates' vectors, see ``groundwork/rag/feedback.py``), the hybrid without the regularisation, the
+the candidates' vectors, see ``groundwork/rag/feedback.py``, titles and headings weighted 4 in the
+keyword index), the hybrid with headings weighted 1 (the index is rebuilt for that row and back
+after it: a few seconds here), the hybrid without the regularisation, the
 previous default (min-max fusion, no regularisation), the first default (RRF over 30 candidates, no
 feedback), and a custom row when any retrieval override is given. The "alone" rows still run the
 feedback round and the regularisation (which uses the vectors even in the keyword-only row).
@@ -295,6 +301,7 @@ def main() -> None:
             ("Groundwork keyword only (vector_weight 0)", {"vector_weight": 0.0}),
             ("Groundwork vectors only (keyword_weight 0)", {"keyword_weight": 0.0}),
             ("Groundwork hybrid (defaults)", {}),
+            ("Groundwork hybrid, headings not weighted (heading_weight 1)", {"heading_weight": 1}),
             ("Groundwork hybrid without score regularisation", {"smoothing_neighbours": 0}),
             (
                 "Groundwork previous default (min-max, no regularisation)",

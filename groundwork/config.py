@@ -216,7 +216,7 @@ class RetrievalSettings(_Section):
     vector_weight: float = Field(default=1.0, ge=0)
     keyword_weight: float = Field(default=1.0, ge=0)
     heading_weight: int = Field(
-        default=1,
+        default=4,
         ge=0,
         le=20,
         description="Embedded keyword index: a chunk's title and headings count this many times in its BM25"
