@@ -288,7 +288,8 @@ def test_title_words_weigh_more_by_default(tmp_path: Path) -> None:
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "narwhal-migration.md").write_text("# Narwhal migration\n\nRoutes under the sea ice in winter.\n")
-    (docs / "arctic-notes.md").write_text("# Arctic notes\n\nA narwhal, another narwhal and a third narwhal.\n")
+    notes = "# Arctic notes\n\nA narwhal, another narwhal and a third narwhal.\n"
+    (docs / "arctic-notes.md").write_text(notes)
     for n, topic in enumerate(("walrus colonies", "polar bear dens", "sea ice thickness", "seal pups")):
         (docs / f"other-{n}.md").write_text(f"# {topic.title()}\n\nField notes on {topic} near the coast.\n")
     ranked: dict[str, list[str]] = {}

@@ -31,10 +31,13 @@ from pathlib import Path
 import Stemmer
 import tantivy
 
+from groundwork.config import RetrievalSettings
 from groundwork.errors import StorageError
 from groundwork.stores.protocols import ChunkFilter
 
 SCHEMA_VERSION = "3"
+# the setting's default, so a store opened without settings (a script, a test) reads the same index
+DEFAULT_HEADING_WEIGHT: int = RetrievalSettings.model_fields["heading_weight"].default
 _WORD = re.compile(r"[^\W_]+")
 _PHRASE = re.compile(r'"([^"]*)"')
 
@@ -114,7 +117,7 @@ class TantivyKeywordIndex:
     them out). The weight is part of the index's version: opening it with another weight rebuilds it.
     """
 
-    def __init__(self, directory: Path, heading_weight: int = 1) -> None:
+    def __init__(self, directory: Path, heading_weight: int = DEFAULT_HEADING_WEIGHT) -> None:
         if heading_weight < 0:
             raise ValueError("heading_weight must be >= 0")
         self.directory = Path(directory)
