@@ -62,7 +62,8 @@ def _schema() -> tantivy.Schema:
     b.add_integer_field("id", stored=False, indexed=True, fast=True)
     # One field for headings and text, the headings repeated ``heading_weight`` times: BM25F's field
     # weighting (weighted term frequencies and length, one saturation). Two tantivy fields, each with its
-    # own BM25, lost 0.015 nDCG@10 on Cranfield; a headings field added to the body lost 0.007-0.015.
+    # own BM25, lost 0.015 nDCG@10 on Cranfield; a headings field scored beside the body, boosted 0.25 to
+    # 2, scored 0.4567 to 0.4402 against 0.4607 for heading weight 4 (benchmarks/RESULTS.md).
     b.add_text_field("body", stored=False, tokenizer_name="stems", index_option="freq")
     for name in ("document_id", "collection", "source", "groups", "tags"):
         b.add_text_field(name, stored=False, tokenizer_name="raw", index_option="basic")
