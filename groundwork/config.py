@@ -224,6 +224,14 @@ class RetrievalSettings(_Section):
     )
     vector_weight: float = Field(default=1.0, ge=0)
     keyword_weight: float = Field(default=1.0, ge=0)
+    heading_weight: int = Field(
+        default=4,
+        ge=0,
+        le=20,
+        description="Embedded keyword index: a chunk's title and headings count this many times in its BM25"
+        " text (BM25F field weight; 0: not indexed). Changing it rebuilds the index when the store opens."
+        " The PostgreSQL backend ignores it.",
+    )
     min_vector_score: float = Field(
         default=0.30,
         ge=-1,

@@ -158,15 +158,19 @@ def _postgres_migrate(c: Container) -> list[str]:
     return applied or ["the PostgreSQL schema is up to date"]
 
 
+def _embedded_documents(c: Container) -> DocumentStore:
+    return SQLiteDocumentStore(
+        c.data_dir / "groundwork.sqlite3", heading_weight=c.settings.retrieval.heading_weight
+    )
+
+
 def _embedded_migrate(c: Container) -> list[str]:
     c.documents  # noqa: B018 - SQLite files migrate when they open
     return ["the embedded store migrates when it opens: up to date"]
 
 
 STORAGE_BACKENDS: dict[str, StorageBackend] = {
-    "embedded": StorageBackend(
-        lambda c: SQLiteDocumentStore(c.data_dir / "groundwork.sqlite3"), _faiss, _embedded_migrate
-    ),
+    "embedded": StorageBackend(_embedded_documents, _faiss, _embedded_migrate),
     "postgres": StorageBackend(_postgres_documents, _postgres_vectors, _postgres_migrate),
 }
 """``storage.backend`` -> how to build its stores. Register a backend by adding to this mapping."""

@@ -152,3 +152,25 @@ def test_another_process_can_open_the_store_right_after_an_ingestion(tmp_path: P
     assert len(cli.keyword_search("kiosk badges", 5, ChunkFilter())) == 1
     cli.close()
     server.close()
+
+
+def test_heading_weight_counts_title_words_more_and_a_new_weight_rebuilds(tmp_path: Path) -> None:
+    path = tmp_path / "gw.sqlite3"
+    store = SQLiteDocumentStore(path, heading_weight=1)
+    written = {}
+    for doc_id, title, text in (
+        ("titled", "Narwhal migration", "routes under the sea ice in winter and spring"),
+        ("mentions", "Arctic notes", "a narwhal, another narwhal and a third narwhal near the ice"),
+    ):
+        doc, chunks, vecs = make_doc(doc_id, [text], title=title)
+        written[doc_id] = int(store.write_document(doc, chunks, vecs)[0])
+    assert ids(store.keyword_search("narwhal", 10, ChunkFilter())) == [written["mentions"], written["titled"]]
+    store.close()
+    # the same files opened with another weight: rebuilt, not read with the old weight
+    store = SQLiteDocumentStore(path, heading_weight=4)
+    assert ids(store.keyword_search("narwhal", 10, ChunkFilter())) == [written["titled"], written["mentions"]]
+    assert store.keywords.generation == store.generation
+    store.close()
+    store = SQLiteDocumentStore(path, heading_weight=0)  # headings not indexed at all
+    assert ids(store.keyword_search("narwhal", 10, ChunkFilter())) == [written["mentions"]]
+    store.close()

@@ -31,10 +31,13 @@ from pathlib import Path
 import Stemmer
 import tantivy
 
+from groundwork.config import RetrievalSettings
 from groundwork.errors import StorageError
 from groundwork.stores.protocols import ChunkFilter
 
 SCHEMA_VERSION = "3"
+# the setting's default, so a store opened without settings (a script, a test) reads the same index
+DEFAULT_HEADING_WEIGHT: int = RetrievalSettings.model_fields["heading_weight"].default
 _WORD = re.compile(r"[^\W_]+")
 _PHRASE = re.compile(r'"([^"]*)"')
 
@@ -57,9 +60,10 @@ class KeywordEntry:
 def _schema() -> tantivy.Schema:
     b = tantivy.SchemaBuilder()
     b.add_integer_field("id", stored=False, indexed=True, fast=True)
-    # One field for headings and text: BM25 over their concatenation is what FTS5's bm25() computed
-    # over two columns of weight 1 (one term frequency, one length). Two tantivy fields, each with its
-    # own BM25, lost 0.015 nDCG@10 on Cranfield.
+    # One field for headings and text, the headings repeated ``heading_weight`` times: BM25F's field
+    # weighting (weighted term frequencies and length, one saturation). Two tantivy fields, each with its
+    # own BM25, lost 0.015 nDCG@10 on Cranfield; a headings field scored beside the body, boosted 0.25 to
+    # 2, scored 0.4567 to 0.4402 against 0.4607 for heading weight 4 (benchmarks/RESULTS.md).
     b.add_text_field("body", stored=False, tokenizer_name="stems", index_option="freq")
     for name in ("document_id", "collection", "source", "groups", "tags"):
         b.add_text_field(name, stored=False, tokenizer_name="raw", index_option="basic")
@@ -107,10 +111,20 @@ def _idf_ratio(n_docs: int, df: int) -> float:
 
 
 class TantivyKeywordIndex:
-    """BM25 keyword search with filters, in a directory of its own. Thread-safe."""
+    """BM25 keyword search with filters, in a directory of its own. Thread-safe.
 
-    def __init__(self, directory: Path) -> None:
+    ``heading_weight``: a chunk's headings (document title and heading path) are indexed that many times
+    before its text, so a query word found in them counts that many times (BM25F's field weight; 0 leaves
+    them out). The weight is part of the index's version: opening it with another weight rebuilds it.
+    """
+
+    def __init__(self, directory: Path, heading_weight: int = DEFAULT_HEADING_WEIGHT) -> None:
+        if heading_weight < 0:
+            raise ValueError("heading_weight must be >= 0")
         self.directory = Path(directory)
+        self.heading_weight = heading_weight
+        # weight 1 keeps the plain version, so indexes written before the weight existed stay valid
+        self._version = SCHEMA_VERSION if heading_weight == 1 else f"{SCHEMA_VERSION}h{heading_weight}"
         self._schema = _schema()
         self._analyze = Analyzer()
         self._lock = threading.RLock()
@@ -139,11 +153,11 @@ class TantivyKeywordIndex:
             version, generation = (self.directory / "generation").read_text().split()
         except (OSError, ValueError):
             return None
-        return int(generation) if version == SCHEMA_VERSION else None
+        return int(generation) if version == self._version else None
 
     def _write_generation(self, generation: int) -> None:
         tmp = self.directory / "generation.tmp"
-        tmp.write_text(f"{SCHEMA_VERSION} {generation}\n")
+        tmp.write_text(f"{self._version} {generation}\n")
         os.replace(tmp, self.directory / "generation")
         self.generation = generation
 
@@ -176,7 +190,7 @@ class TantivyKeywordIndex:
         return tantivy.Document(
             id=e.id,
             document_id=e.document_id,
-            body=" ".join(self._analyze(f"{e.headings}\n{e.text}")),
+            body=" ".join(self._analyze("\n".join([*[e.headings] * self.heading_weight, e.text]))),
             collection=e.collection,
             source=e.source,
             groups=list(e.groups),

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from groundwork.errors import StorageError
-from groundwork.stores.keyword_index import KeywordEntry, TantivyKeywordIndex
+from groundwork.stores.keyword_index import DEFAULT_HEADING_WEIGHT, KeywordEntry, TantivyKeywordIndex
 from groundwork.stores.protocols import AllExcept, Allowed, ChunkFilter, FloatArray, IdArray
 from groundwork.stores.sqlite_db import Migration, SQLiteDatabase, run_script
 from groundwork.types import Chunk, Document
@@ -118,7 +118,9 @@ def fts_query(text: str) -> str | None:
 class SQLiteDocumentStore:
     """The embedded :class:`~groundwork.stores.protocols.DocumentStore`."""
 
-    def __init__(self, path: Path, keyword_dir: Path | None = None) -> None:
+    def __init__(
+        self, path: Path, keyword_dir: Path | None = None, heading_weight: int = DEFAULT_HEADING_WEIGHT
+    ) -> None:
         self.path = Path(path)
         self._sqlite = SQLiteDatabase(self.path, MIGRATIONS, what="document store")
         self._lock = self._sqlite.lock
@@ -127,7 +129,9 @@ class SQLiteDocumentStore:
         # allowed_chunk_ids' complements of the generation _complements_at, by (filter, COMPLEMENT_SHARE)
         self._complements: dict[tuple[ChunkFilter, float], AllExcept] = {}
         self._complements_at = -1
-        self.keywords = TantivyKeywordIndex(keyword_dir or self.path.with_name(self.path.stem + ".keywords"))
+        self.keywords = TantivyKeywordIndex(
+            keyword_dir or self.path.with_name(self.path.stem + ".keywords"), heading_weight
+        )
         if self.keywords.generation != self.generation:
             with self._lock:
                 self.keywords.rebuild(self._keyword_entries(), self.generation)
