@@ -26,8 +26,9 @@ to the local trace store, metrics), ``on, sample_ratio S`` for each ``--sample-r
 noise floor); with ``--breakdown`` ``metrics only`` (``sample_ratio: 0``) and ``on, no trace store``;
 with ``--baseline PATH`` ``on (baseline)``: the default configuration served by the ``groundwork``
 package found in ``PATH`` (put first on ``PYTHONPATH``), e.g. an older commit unpacked with ``git
-archive``. At the end, each server's dropped spans and failed exports (its ``/metrics``) are listed: a
-cost figure means little if spans were dropped.
+archive``; with ``--variant NAME=PATH`` (repeatable) one more such server, named ``NAME``, per
+variant of the code to compare side by side. At the end, each server's dropped spans and failed
+exports (its ``/metrics``) are listed: a cost figure means little if spans were dropped.
 """
 
 from __future__ import annotations
@@ -120,6 +121,21 @@ def main() -> None:
     parser.add_argument("--concurrency", default="1,16")
     parser.add_argument("--sample-ratios", default="0.1")
     parser.add_argument("--baseline", help="a directory holding another groundwork package to measure too")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="one more 'on' server (the default configuration) running the groundwork package in PATH "
+        "(put first on PYTHONPATH): an A/B variant of the code side by side; repeatable",
+    )
+    parser.add_argument(
+        "--variant-off",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="as --variant, with observability off",
+    )
     parser.add_argument("--groundwork", default=str(ROOT / ".venv" / "bin" / "groundwork"))
     parser.add_argument(
         "--controls",
@@ -150,6 +166,12 @@ def main() -> None:
         ]
     if args.baseline:
         variants.append(Variant("on (baseline)", True, 1.0, str(Path(args.baseline).resolve())))
+    for spec in args.variant:
+        vname, _, vpath = spec.partition("=")
+        variants.append(Variant(vname, True, 1.0, str(Path(vpath).resolve())))
+    for spec in args.variant_off:
+        vname, _, vpath = spec.partition("=")
+        variants.append(Variant(vname, False, 1.0, str(Path(vpath).resolve())))
     rps: dict[tuple[str, int], list[float]] = {}
     cpu_ms: dict[tuple[str, int], list[float]] = {}
     per_thread: dict[tuple[str, int, str], list[list[float]]] = {}

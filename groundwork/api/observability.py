@@ -97,7 +97,6 @@ class ObservabilityMiddleware:
             return
         method = scope["method"]
         root = tracing.root(method)
-        trace_header = (TRACE_HEADER, f"{root.trace_id:032x}".encode())
         status_code = 500
 
         async def send_traced(message: Message) -> None:
@@ -105,8 +104,11 @@ class ObservabilityMiddleware:
             if message["type"] == "http.response.start":
                 status_code = message["status"]
                 headers = list(message.get("headers", ()))
-                if not any(k == TRACE_HEADER for k, _ in headers):
-                    headers.append(trace_header)
+                for name, _ in headers:  # a handler that says the trace id itself (answers do)
+                    if name == TRACE_HEADER:
+                        break
+                else:
+                    headers.append((TRACE_HEADER, b"%032x" % root.trace_id))
                 if outcome is not None and outcome.status != "bypass":
                     headers.append((CACHE_HEADER, outcome.status.encode()))
                 message["headers"] = headers
@@ -114,17 +116,17 @@ class ObservabilityMiddleware:
 
         in_flight = self.obs.metrics.in_flight
         started = time.perf_counter()
-        in_flight.inc()
+        in_flight.value += 1
         token = use_span(root)
         try:
             await self.app(scope, receive, send_traced)
         finally:
-            in_flight.dec()
+            in_flight.value -= 1
             route = getattr(scope.get("route"), "path", None) or "unmatched"
-            requests, latency = self._series(method, route, status_code)
-            requests.inc()
-            latency.observe(time.perf_counter() - started)
-            self._annotate(root, scope, route, status_code, outcome)
+            series = self._cache.get((method, route, status_code)) or self._series(method, route, status_code)
+            series[0].value += 1
+            series[1].observe(time.perf_counter() - started)
+            self._annotate(root, scope, method, route, status_code, outcome)
             root.end()
             reset_span(token)
 
@@ -157,12 +159,12 @@ class ObservabilityMiddleware:
             latency.observe(time.perf_counter() - started)
 
     def _annotate(
-        self, root: RecordingSpan, scope: Scope, route: str, status_code: int, outcome: Any
+        self, root: RecordingSpan, scope: Scope, method: str, route: str, status_code: int, outcome: Any
     ) -> None:
         """The request span's name and attributes, set once at its end; errors counted by category."""
-        method = scope["method"]
         root.name = f"{method} {route}"
-        principal = scope.get("state", {}).get("principal")
+        state = scope.get("state") or {}
+        principal = state.get("principal")
         attributes = root.attributes
         attributes["http.request.method"] = method
         attributes["url.path"] = scope["path"]
@@ -174,9 +176,9 @@ class ObservabilityMiddleware:
         )
         if outcome is not None and outcome.status != "bypass":
             attributes["cache.result"] = outcome.status
-        decisions = scope.get("state", {}).get("guard_decisions") or ()
+        decisions = state.get("guard_decisions")
         if decisions:  # what each input guard decided (set by the security middleware)
-            attributes["guard.decisions"] = tuple(f"{d.guard}:{d.action}" for d in decisions)
+            attributes["guard.decisions"] = tuple([f"{d.guard}:{d.action}" for d in decisions])
         if status_code >= 500:
             root.set_error()
         category = attributes.get("error.category")

@@ -114,15 +114,45 @@ def span_row(s: RecordingSpan) -> tuple[object, ...]:
     """The stored columns of a finished span (ids as hex text, attributes as a JSON text)."""
     parent = s.parent_id
     return (
-        f"{s.trace_id:032x}",
-        f"{s.span_id:016x}",
-        None if parent is None else f"{parent:016x}",
+        "%032x" % s._trace_id,
+        "%016x" % s._span_id,
+        None if parent is None else "%016x" % parent,
         s.name,
         s.start_ns,
         s.end_ns,
         s.status,
         orjson.dumps(s.attributes).decode(),
     )
+
+
+def span_values(spans: Sequence[RecordingSpan]) -> list[object]:
+    """The columns of :func:`span_row` of every span, one flat list (what a multi-row ``INSERT`` binds).
+
+    The spans of one trace usually come together, so a trace id is formatted once for them.
+    """
+    values: list[object] = []
+    extend = values.extend
+    dumps = orjson.dumps
+    last_id = -1
+    last_hex = ""
+    for s in spans:
+        if s._trace_id != last_id:
+            last_id = s._trace_id
+            last_hex = "%032x" % last_id
+        parent = s.parent_id
+        extend(
+            (
+                last_hex,
+                "%016x" % s._span_id,
+                None if parent is None else "%016x" % parent,
+                s.name,
+                s.start_ns,
+                s.end_ns,
+                s.status,
+                dumps(s.attributes).decode(),
+            )
+        )
+    return values
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,16 +282,18 @@ class TraceStore:
         and the export thread hands the GIL to the event loop and takes it back once per statement
         rather than once per span (``sqlite3`` releases it around every statement step).
         """
-        rows = [span_row(s) for s in spans]
-        whole = len(rows) - len(rows) % _CHUNK
-        flat = [value for row in rows[:whole] for value in row]
+        values = span_values(spans)
+        n = len(spans)
         width = _CHUNK * _COLUMNS
+        whole = (n - n % _CHUNK) * _COLUMNS
         with self.db.transaction() as db:
             if whole:
-                db.executemany(_INSERT_CHUNK, [flat[i : i + width] for i in range(0, len(flat), width)])
-            if whole < len(rows):
-                db.executemany(_INSERT_ONE, rows[whole:])
-        self._unpruned = prune_due(self, self._unpruned, len(rows))
+                db.executemany(_INSERT_CHUNK, [values[i : i + width] for i in range(0, whole, width)])
+            if whole < len(values):
+                db.executemany(
+                    _INSERT_ONE, [values[i : i + _COLUMNS] for i in range(whole, len(values), _COLUMNS)]
+                )
+        self._unpruned = prune_due(self, self._unpruned, n)
 
     def prune(self) -> None:
         """Keep the ``retention`` most recent traces."""
