@@ -114,6 +114,28 @@ def _cost(value: float, base: float) -> str:
     return f"{(1 - value / base) * 100:.1f}%"
 
 
+def _variants(args: argparse.Namespace) -> list[Variant]:
+    """The servers to run side by side, from the command line."""
+    variants = [Variant("off", False), Variant("on", True)]
+    variants += [Variant(f"on, sample_ratio {r}", True, float(r)) for r in args.sample_ratios.split(",") if r]
+    if args.controls:
+        variants += [Variant("off (second server)", False), Variant("on (second server)", True)]
+    if args.breakdown:
+        variants += [
+            Variant("metrics only (sample_ratio 0)", True, 0.0),
+            Variant("on, no trace store", True, 1.0, extra="trace_store: false"),
+        ]
+    if args.baseline:
+        variants.append(Variant("on (baseline)", True, 1.0, str(Path(args.baseline).resolve())))
+    for spec in args.variant:
+        vname, _, vpath = spec.partition("=")
+        variants.append(Variant(vname, True, 1.0, str(Path(vpath).resolve())))
+    for spec in args.variant_off:
+        vname, _, vpath = spec.partition("=")
+        variants.append(Variant(vname, False, 1.0, str(Path(vpath).resolve())))
+    return variants
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=4)
@@ -155,23 +177,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     concurrency = [int(c) for c in args.concurrency.split(",")]
-    variants = [Variant("off", False), Variant("on", True)]
-    variants += [Variant(f"on, sample_ratio {r}", True, float(r)) for r in args.sample_ratios.split(",") if r]
-    if args.controls:
-        variants += [Variant("off (second server)", False), Variant("on (second server)", True)]
-    if args.breakdown:
-        variants += [
-            Variant("metrics only (sample_ratio 0)", True, 0.0),
-            Variant("on, no trace store", True, 1.0, extra="trace_store: false"),
-        ]
-    if args.baseline:
-        variants.append(Variant("on (baseline)", True, 1.0, str(Path(args.baseline).resolve())))
-    for spec in args.variant:
-        vname, _, vpath = spec.partition("=")
-        variants.append(Variant(vname, True, 1.0, str(Path(vpath).resolve())))
-    for spec in args.variant_off:
-        vname, _, vpath = spec.partition("=")
-        variants.append(Variant(vname, False, 1.0, str(Path(vpath).resolve())))
+    variants = _variants(args)
     rps: dict[tuple[str, int], list[float]] = {}
     cpu_ms: dict[tuple[str, int], list[float]] = {}
     per_thread: dict[tuple[str, int, str], list[list[float]]] = {}

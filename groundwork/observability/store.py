@@ -114,9 +114,9 @@ def span_row(s: RecordingSpan) -> tuple[object, ...]:
     """The stored columns of a finished span (ids as hex text, attributes as a JSON text)."""
     parent = s.parent_id
     return (
-        "%032x" % s._trace_id,
-        "%016x" % s._span_id,
-        None if parent is None else "%016x" % parent,
+        f"{s._trace_id:032x}",
+        f"{s._span_id:016x}",
+        None if parent is None else f"{parent:016x}",
         s.name,
         s.start_ns,
         s.end_ns,
@@ -138,13 +138,13 @@ def span_values(spans: Sequence[RecordingSpan]) -> list[object]:
     for s in spans:
         if s._trace_id != last_id:
             last_id = s._trace_id
-            last_hex = "%032x" % last_id
+            last_hex = f"{last_id:032x}"
         parent = s.parent_id
         extend(
             (
                 last_hex,
-                "%016x" % s._span_id,
-                None if parent is None else "%016x" % parent,
+                f"{s._span_id:016x}",
+                None if parent is None else f"{parent:016x}",
                 s.name,
                 s.start_ns,
                 s.end_ns,
