@@ -290,24 +290,3 @@ def test_the_trace_store_exporter_takes_the_whole_queue(tmp_path: Path) -> None:
         t.shutdown(1)
         store.close()
 
-
-def test_the_export_thread_wakes_once_a_few_hundred_spans_wait() -> None:
-    from groundwork.observability.export import WAKE_AT_SPANS, ExportQueue
-
-    collected = Collected()
-    q = ExportQueue(collected, max_queue_size=4096, delay_s=60)  # the timer alone would wait a minute
-    t = Tracing("test", {})
-    try:
-        for i in range(WAKE_AT_SPANS - 1):
-            q.put(RecordingSpan(t, f"s{i}", 1, None, {}))
-        time.sleep(0.2)
-        assert collected.spans == []  # below the threshold: left for the next timed export
-        q.put(RecordingSpan(t, "last", 1, None, {}))
-        deadline = time.monotonic() + 5
-        while len(collected.spans) < WAKE_AT_SPANS and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert len(collected.spans) == WAKE_AT_SPANS  # not half the queue (2,048), and not after 60 s
-        assert WAKE_AT_SPANS <= 256
-    finally:
-        q.shutdown(1)
-        t.shutdown(1)

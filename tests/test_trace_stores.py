@@ -22,6 +22,16 @@ class TestSQLiteTraceStore(TraceStoreConformance):
         store.close()
 
 
+def test_the_sqlite_trace_store_keeps_a_small_page_cache(tmp_path: Path) -> None:
+    # a 16 MiB cache made the gateway's event loop ~30 µs a request slower at 16 concurrent requests
+    store = TraceStore(tmp_path / "traces.sqlite3")
+    try:
+        (size,) = store.db.connection.execute("PRAGMA cache_size").fetchone()
+        assert -4096 <= size < 0  # in KiB: at most 4 MiB
+    finally:
+        store.close()
+
+
 @pytest.mark.integration
 class TestPostgresTraceStore(TraceStoreConformance):
     @pytest.fixture

@@ -29,11 +29,6 @@ from groundwork.observability.tracing import RecordingSpan
 
 logger = logging.getLogger("groundwork.observability")
 
-WAKE_AT_SPANS = 256
-"""The export thread wakes as soon as this many spans wait (or half the queue, when smaller), not only
-every ``delay_s``: span records waiting for export are memory the request path no longer reuses while
-it is hot (at 1,800 requests a second, 0.5 s of two-span traces is some 2 MB of them)."""
-
 DEFAULT_BATCH_SIZE = 512
 """Spans per export call of an exporter that does not say (``max_batch_size``): OTLP's usual batch."""
 
@@ -105,7 +100,7 @@ class ExportQueue:
         self._on_drop = on_drop
         self._on_error = on_error
         self._buffer: deque[RecordingSpan] = deque()
-        self._wake_at = max(1, min(WAKE_AT_SPANS, max_queue_size // 2))
+        self._wake_at = max(1, max_queue_size // 2)
         self._counts = threading.Lock()
         self._wake = threading.Event()
         self._closed = False  # no more spans taken

@@ -264,14 +264,19 @@ _INSERT_ONE = f"INSERT OR IGNORE INTO spans VALUES {_ROW}"
 _INSERT_CHUNK = "INSERT OR IGNORE INTO spans VALUES " + ", ".join([_ROW] * _CHUNK)
 
 
+CACHE_KIB = 2000
+"""The trace store's SQLite page cache, in KiB (SQLite's default)."""
+
+
 class TraceStore:
     """Spans and feedback in one SQLite file."""
 
     def __init__(self, path: Path, retention: int = 20_000) -> None:
         self.db = SQLiteDatabase(path, MIGRATIONS, what="trace store")
-        # 16 MiB of page cache (SQLite's default is 2): the indexes of a full store stay in memory, so
-        # the export thread's inserts and prunes do not read pages back through the kernel
-        self.db.connection.execute("PRAGMA cache_size=-16384")
+        # SQLite's default page cache (2 MiB). 16 MiB kept a full store's indexes in memory, but the
+        # gateway then spent some 30 µs more CPU a request in its event loop at 16 concurrent requests
+        # (benchmarks/RESULTS.md, issue 7): the request path pays for the export thread's memory
+        self.db.connection.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
         self.retention = retention
         self._unpruned = -1  # spans stored since the last prune; -1: prune at the first write
 
