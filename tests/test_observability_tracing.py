@@ -289,4 +289,3 @@ def test_the_trace_store_exporter_takes_the_whole_queue(tmp_path: Path) -> None:
     finally:
         t.shutdown(1)
         store.close()
-
