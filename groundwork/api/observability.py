@@ -63,10 +63,49 @@ class ObservabilityMiddleware:
             )
             read, write = parse_cache_control(cache_control)
             outcome = use_policy(CachePolicy(lambda: principal_of(Request(scope)), read, write))
-        if self.obs is None:
+        obs = self.obs
+        if obs is None:
             await self._plain(scope, receive, send, outcome)
             return
-        await self._traced(scope, receive, send, outcome)
+        if not obs.tracing.sample():  # not sampled: no span at all, the cheapest way through
+            await self._measured(scope, receive, send, outcome)
+            return
+        # traced (every request, by default): here rather than in a method of its own, so that each time
+        # the request's coroutines resume they go through one frame of this middleware, not two
+        method = scope["method"]
+        root = obs.tracing.root(method)
+        status_code = 500
+
+        async def send_traced(message: Message) -> None:
+            nonlocal status_code
+            if message["type"] == "http.response.start":
+                status_code = message["status"]
+                headers = list(message.get("headers", ()))
+                for name, _ in headers:  # a handler that says the trace id itself (answers do)
+                    if name == TRACE_HEADER:
+                        break
+                else:
+                    headers.append((TRACE_HEADER, b"%032x" % root.trace_id))
+                if outcome is not None and outcome.status != "bypass":
+                    headers.append((CACHE_HEADER, outcome.status.encode()))
+                message["headers"] = headers
+            await send(message)
+
+        in_flight = obs.metrics.in_flight
+        started = time.perf_counter()
+        in_flight.value += 1
+        token = use_span(root)
+        try:
+            await self.app(scope, receive, send_traced)
+        finally:
+            in_flight.value -= 1
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            series = self._cache.get((method, route, status_code)) or self._series(method, route, status_code)
+            series[0].value += 1
+            series[1].observe(time.perf_counter() - started)
+            self._annotate(root, scope, method, route, status_code, outcome)
+            root.end()
+            reset_span(token)
 
     async def _plain(self, scope: Scope, receive: Receive, send: Send, outcome: Any) -> None:
         async def send_with_cache(message: Message) -> None:
@@ -88,47 +127,6 @@ class ObservabilityMiddleware:
             labels = (method, route, str(status))
             series = self._cache[key] = (m.requests.labels(*labels), m.request_latency.labels(*labels))
         return series
-
-    async def _traced(self, scope: Scope, receive: Receive, send: Send, outcome: Any) -> None:
-        assert self.obs is not None
-        tracing = self.obs.tracing
-        if not tracing.sample():  # not sampled: no span at all, the cheapest way through
-            await self._measured(scope, receive, send, outcome)
-            return
-        method = scope["method"]
-        root = tracing.root(method)
-        status_code = 500
-
-        async def send_traced(message: Message) -> None:
-            nonlocal status_code
-            if message["type"] == "http.response.start":
-                status_code = message["status"]
-                headers = list(message.get("headers", ()))
-                for name, _ in headers:  # a handler that says the trace id itself (answers do)
-                    if name == TRACE_HEADER:
-                        break
-                else:
-                    headers.append((TRACE_HEADER, b"%032x" % root.trace_id))
-                if outcome is not None and outcome.status != "bypass":
-                    headers.append((CACHE_HEADER, outcome.status.encode()))
-                message["headers"] = headers
-            await send(message)
-
-        in_flight = self.obs.metrics.in_flight
-        started = time.perf_counter()
-        in_flight.value += 1
-        token = use_span(root)
-        try:
-            await self.app(scope, receive, send_traced)
-        finally:
-            in_flight.value -= 1
-            route = getattr(scope.get("route"), "path", None) or "unmatched"
-            series = self._cache.get((method, route, status_code)) or self._series(method, route, status_code)
-            series[0].value += 1
-            series[1].observe(time.perf_counter() - started)
-            self._annotate(root, scope, method, route, status_code, outcome)
-            root.end()
-            reset_span(token)
 
     async def _measured(self, scope: Scope, receive: Receive, send: Send, outcome: Any) -> None:
         """An untraced request: metrics and the cache header only."""
