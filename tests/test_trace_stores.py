@@ -23,7 +23,7 @@ class TestSQLiteTraceStore(TraceStoreConformance):
 
 
 def test_the_sqlite_trace_store_keeps_a_small_page_cache(tmp_path: Path) -> None:
-    # a 16 MiB cache made the gateway's event loop ~30 µs a request slower at 16 concurrent requests
+    # 2 MiB, SQLite's default: a 16 MiB cache cost the gateway's event loop CPU (benchmarks/RESULTS.md)
     store = TraceStore(tmp_path / "traces.sqlite3")
     try:
         (size,) = store.db.connection.execute("PRAGMA cache_size").fetchone()
