@@ -26,8 +26,9 @@ to the local trace store, metrics), ``on, sample_ratio S`` for each ``--sample-r
 noise floor); with ``--breakdown`` ``metrics only`` (``sample_ratio: 0``) and ``on, no trace store``;
 with ``--baseline PATH`` ``on (baseline)``: the default configuration served by the ``groundwork``
 package found in ``PATH`` (put first on ``PYTHONPATH``), e.g. an older commit unpacked with ``git
-archive``. At the end, each server's dropped spans and failed exports (its ``/metrics``) are listed: a
-cost figure means little if spans were dropped.
+archive``; with ``--variant NAME=PATH`` (repeatable) one more such server, named ``NAME``, per
+variant of the code to compare side by side. At the end, each server's dropped spans and failed
+exports (its ``/metrics``) are listed: a cost figure means little if spans were dropped.
 """
 
 from __future__ import annotations
@@ -113,6 +114,28 @@ def _cost(value: float, base: float) -> str:
     return f"{(1 - value / base) * 100:.1f}%"
 
 
+def _variants(args: argparse.Namespace) -> list[Variant]:
+    """The servers to run side by side, from the command line."""
+    variants = [Variant("off", False), Variant("on", True)]
+    variants += [Variant(f"on, sample_ratio {r}", True, float(r)) for r in args.sample_ratios.split(",") if r]
+    if args.controls:
+        variants += [Variant("off (second server)", False), Variant("on (second server)", True)]
+    if args.breakdown:
+        variants += [
+            Variant("metrics only (sample_ratio 0)", True, 0.0),
+            Variant("on, no trace store", True, 1.0, extra="trace_store: false"),
+        ]
+    if args.baseline:
+        variants.append(Variant("on (baseline)", True, 1.0, str(Path(args.baseline).resolve())))
+    for spec in args.variant:
+        vname, _, vpath = spec.partition("=")
+        variants.append(Variant(vname, True, 1.0, str(Path(vpath).resolve())))
+    for spec in args.variant_off:
+        vname, _, vpath = spec.partition("=")
+        variants.append(Variant(vname, False, 1.0, str(Path(vpath).resolve())))
+    return variants
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=4)
@@ -120,6 +143,21 @@ def main() -> None:
     parser.add_argument("--concurrency", default="1,16")
     parser.add_argument("--sample-ratios", default="0.1")
     parser.add_argument("--baseline", help="a directory holding another groundwork package to measure too")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="one more 'on' server (the default configuration) running the groundwork package in PATH "
+        "(put first on PYTHONPATH): an A/B variant of the code side by side; repeatable",
+    )
+    parser.add_argument(
+        "--variant-off",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="as --variant, with observability off",
+    )
     parser.add_argument("--groundwork", default=str(ROOT / ".venv" / "bin" / "groundwork"))
     parser.add_argument(
         "--controls",
@@ -139,17 +177,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     concurrency = [int(c) for c in args.concurrency.split(",")]
-    variants = [Variant("off", False), Variant("on", True)]
-    variants += [Variant(f"on, sample_ratio {r}", True, float(r)) for r in args.sample_ratios.split(",") if r]
-    if args.controls:
-        variants += [Variant("off (second server)", False), Variant("on (second server)", True)]
-    if args.breakdown:
-        variants += [
-            Variant("metrics only (sample_ratio 0)", True, 0.0),
-            Variant("on, no trace store", True, 1.0, extra="trace_store: false"),
-        ]
-    if args.baseline:
-        variants.append(Variant("on (baseline)", True, 1.0, str(Path(args.baseline).resolve())))
+    variants = _variants(args)
     rps: dict[tuple[str, int], list[float]] = {}
     cpu_ms: dict[tuple[str, int], list[float]] = {}
     per_thread: dict[tuple[str, int, str], list[list[float]]] = {}

@@ -22,6 +22,16 @@ class TestSQLiteTraceStore(TraceStoreConformance):
         store.close()
 
 
+def test_the_sqlite_trace_store_keeps_a_small_page_cache(tmp_path: Path) -> None:
+    # 2 MiB, SQLite's default: a 16 MiB cache cost the gateway's event loop CPU (benchmarks/RESULTS.md)
+    store = TraceStore(tmp_path / "traces.sqlite3")
+    try:
+        (size,) = store.db.connection.execute("PRAGMA cache_size").fetchone()
+        assert -4096 <= size < 0  # in KiB: at most 4 MiB
+    finally:
+        store.close()
+
+
 @pytest.mark.integration
 class TestPostgresTraceStore(TraceStoreConformance):
     @pytest.fixture

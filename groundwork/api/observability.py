@@ -63,10 +63,49 @@ class ObservabilityMiddleware:
             )
             read, write = parse_cache_control(cache_control)
             outcome = use_policy(CachePolicy(lambda: principal_of(Request(scope)), read, write))
-        if self.obs is None:
+        obs = self.obs
+        if obs is None:
             await self._plain(scope, receive, send, outcome)
             return
-        await self._traced(scope, receive, send, outcome)
+        if not obs.tracing.sample():  # not sampled: no span at all, the cheapest way through
+            await self._measured(scope, receive, send, outcome)
+            return
+        # traced (every request, by default): here rather than in a method of its own, so that each time
+        # the request's coroutines resume they go through one frame of this middleware, not two
+        method = scope["method"]
+        root = obs.tracing.root(method)
+        status_code = 500
+
+        async def send_traced(message: Message) -> None:
+            nonlocal status_code
+            if message["type"] == "http.response.start":
+                status_code = message["status"]
+                headers = list(message.get("headers", ()))
+                for name, _ in headers:  # a handler that says the trace id itself (answers do)
+                    if name == TRACE_HEADER:
+                        break
+                else:
+                    headers.append((TRACE_HEADER, b"%032x" % root.trace_id))
+                if outcome is not None and outcome.status != "bypass":
+                    headers.append((CACHE_HEADER, outcome.status.encode()))
+                message["headers"] = headers
+            await send(message)
+
+        in_flight = obs.metrics.in_flight
+        started = time.perf_counter()
+        in_flight.value += 1
+        token = use_span(root)
+        try:
+            await self.app(scope, receive, send_traced)
+        finally:
+            in_flight.value -= 1
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            series = self._cache.get((method, route, status_code)) or self._series(method, route, status_code)
+            series[0].value += 1
+            series[1].observe(time.perf_counter() - started)
+            self._annotate(root, scope, method, route, status_code, outcome)
+            root.end()
+            reset_span(token)
 
     async def _plain(self, scope: Scope, receive: Receive, send: Send, outcome: Any) -> None:
         async def send_with_cache(message: Message) -> None:
@@ -88,45 +127,6 @@ class ObservabilityMiddleware:
             labels = (method, route, str(status))
             series = self._cache[key] = (m.requests.labels(*labels), m.request_latency.labels(*labels))
         return series
-
-    async def _traced(self, scope: Scope, receive: Receive, send: Send, outcome: Any) -> None:
-        assert self.obs is not None
-        tracing = self.obs.tracing
-        if not tracing.sample():  # not sampled: no span at all, the cheapest way through
-            await self._measured(scope, receive, send, outcome)
-            return
-        method = scope["method"]
-        root = tracing.root(method)
-        trace_header = (TRACE_HEADER, f"{root.trace_id:032x}".encode())
-        status_code = 500
-
-        async def send_traced(message: Message) -> None:
-            nonlocal status_code
-            if message["type"] == "http.response.start":
-                status_code = message["status"]
-                headers = list(message.get("headers", ()))
-                if not any(k == TRACE_HEADER for k, _ in headers):
-                    headers.append(trace_header)
-                if outcome is not None and outcome.status != "bypass":
-                    headers.append((CACHE_HEADER, outcome.status.encode()))
-                message["headers"] = headers
-            await send(message)
-
-        in_flight = self.obs.metrics.in_flight
-        started = time.perf_counter()
-        in_flight.inc()
-        token = use_span(root)
-        try:
-            await self.app(scope, receive, send_traced)
-        finally:
-            in_flight.dec()
-            route = getattr(scope.get("route"), "path", None) or "unmatched"
-            requests, latency = self._series(method, route, status_code)
-            requests.inc()
-            latency.observe(time.perf_counter() - started)
-            self._annotate(root, scope, route, status_code, outcome)
-            root.end()
-            reset_span(token)
 
     async def _measured(self, scope: Scope, receive: Receive, send: Send, outcome: Any) -> None:
         """An untraced request: metrics and the cache header only."""
@@ -157,12 +157,12 @@ class ObservabilityMiddleware:
             latency.observe(time.perf_counter() - started)
 
     def _annotate(
-        self, root: RecordingSpan, scope: Scope, route: str, status_code: int, outcome: Any
+        self, root: RecordingSpan, scope: Scope, method: str, route: str, status_code: int, outcome: Any
     ) -> None:
         """The request span's name and attributes, set once at its end; errors counted by category."""
-        method = scope["method"]
         root.name = f"{method} {route}"
-        principal = scope.get("state", {}).get("principal")
+        state = scope.get("state") or {}
+        principal = state.get("principal")
         attributes = root.attributes
         attributes["http.request.method"] = method
         attributes["url.path"] = scope["path"]
@@ -174,9 +174,9 @@ class ObservabilityMiddleware:
         )
         if outcome is not None and outcome.status != "bypass":
             attributes["cache.result"] = outcome.status
-        decisions = scope.get("state", {}).get("guard_decisions") or ()
+        decisions = state.get("guard_decisions")
         if decisions:  # what each input guard decided (set by the security middleware)
-            attributes["guard.decisions"] = tuple(f"{d.guard}:{d.action}" for d in decisions)
+            attributes["guard.decisions"] = tuple([f"{d.guard}:{d.action}" for d in decisions])
         if status_code >= 500:
             root.set_error()
         category = attributes.get("error.category")

@@ -116,7 +116,7 @@ class ExportQueue:
             self._drop(1)
             return
         buffer.append(span)
-        if len(buffer) >= self._wake_at:
+        if len(buffer) >= self._wake_at and not self._wake.is_set():
             self._wake.set()
 
     def _drop(self, n: int) -> None:

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Sequence
 
 from groundwork.models.base import ChatModel
 from groundwork.observability.metrics import Metrics
-from groundwork.observability.tracing import Span, current_span, record_error
+from groundwork.observability.tracing import RecordingSpan, Span, current_span, record_error
 from groundwork.types import Completion, GenerationOptions, Message, StreamChunk, Usage
 
 
@@ -32,18 +32,15 @@ class InstrumentedModel(ChatModel):
         self._ttft = metrics.ttft.labels(self.name)
 
     def _usage(self, s: Span, usage: Usage) -> None:
-        if s.is_recording():
-            s.set_attributes(
-                {
-                    "gen_ai.usage.input_tokens": usage.prompt_tokens,
-                    "gen_ai.usage.output_tokens": usage.completion_tokens,
-                    "groundwork.cost": usage.cost,
-                }
-            )
-        self._tokens_in.inc(usage.prompt_tokens)
-        self._tokens_out.inc(usage.completion_tokens)
+        if type(s) is RecordingSpan and not s.end_ns:
+            attributes = s.attributes
+            attributes["gen_ai.usage.input_tokens"] = usage.prompt_tokens
+            attributes["gen_ai.usage.output_tokens"] = usage.completion_tokens
+            attributes["groundwork.cost"] = usage.cost
+        self._tokens_in.value += usage.prompt_tokens
+        self._tokens_out.value += usage.completion_tokens
         if usage.cost:
-            self._cost.inc(usage.cost)
+            self._cost.value += usage.cost
 
     async def generate(
         self, messages: Sequence[Message], options: GenerationOptions | None = None
@@ -56,14 +53,12 @@ class InstrumentedModel(ChatModel):
             outcome = "ok"
         finally:
             self._latency[outcome].observe(time.perf_counter() - started)
-        if s.is_recording():
-            s.set_attributes(
-                {
-                    "gen_ai.request.model": self.name,
-                    "gen_ai.response.model": completion.model,
-                    "gen_ai.response.finish_reason": completion.finish_reason,
-                }
-            )
+        if type(s) is RecordingSpan and not s.end_ns:  # the request's span, still open: plain writes
+            attributes = s.attributes
+            attributes["gen_ai.request.model"] = self.name
+            attributes["gen_ai.response.model"] = completion.model
+            if completion.finish_reason is not None:
+                attributes["gen_ai.response.finish_reason"] = completion.finish_reason
         self._usage(s, completion.usage)
         return completion
 

@@ -114,8 +114,8 @@ def span_row(s: RecordingSpan) -> tuple[object, ...]:
     """The stored columns of a finished span (ids as hex text, attributes as a JSON text)."""
     parent = s.parent_id
     return (
-        f"{s.trace_id:032x}",
-        f"{s.span_id:016x}",
+        f"{s._trace_id:032x}",
+        f"{s._span_id:016x}",
         None if parent is None else f"{parent:016x}",
         s.name,
         s.start_ns,
@@ -123,6 +123,36 @@ def span_row(s: RecordingSpan) -> tuple[object, ...]:
         s.status,
         orjson.dumps(s.attributes).decode(),
     )
+
+
+def span_values(spans: Sequence[RecordingSpan]) -> list[object]:
+    """The columns of :func:`span_row` of every span, one flat list (what a multi-row ``INSERT`` binds).
+
+    The spans of one trace usually come together, so a trace id is formatted once for them.
+    """
+    values: list[object] = []
+    extend = values.extend
+    dumps = orjson.dumps
+    last_id = -1
+    last_hex = ""
+    for s in spans:
+        if s._trace_id != last_id:
+            last_id = s._trace_id
+            last_hex = f"{last_id:032x}"
+        parent = s.parent_id
+        extend(
+            (
+                last_hex,
+                f"{s._span_id:016x}",
+                None if parent is None else f"{parent:016x}",
+                s.name,
+                s.start_ns,
+                s.end_ns,
+                s.status,
+                dumps(s.attributes).decode(),
+            )
+        )
+    return values
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,14 +264,19 @@ _INSERT_ONE = f"INSERT OR IGNORE INTO spans VALUES {_ROW}"
 _INSERT_CHUNK = "INSERT OR IGNORE INTO spans VALUES " + ", ".join([_ROW] * _CHUNK)
 
 
+CACHE_KIB = 2000
+"""The trace store's SQLite page cache, in KiB (SQLite's default)."""
+
+
 class TraceStore:
     """Spans and feedback in one SQLite file."""
 
     def __init__(self, path: Path, retention: int = 20_000) -> None:
         self.db = SQLiteDatabase(path, MIGRATIONS, what="trace store")
-        # 16 MiB of page cache (SQLite's default is 2): the indexes of a full store stay in memory, so
-        # the export thread's inserts and prunes do not read pages back through the kernel
-        self.db.connection.execute("PRAGMA cache_size=-16384")
+        # SQLite's default page cache (2 MiB). 16 MiB kept a full store's indexes in memory; side by side
+        # at 16 concurrent requests the gateway's event loop came out 15-30 µs a request cheaper with
+        # 2 MiB in two runs of three, and 14 MiB less memory in all (benchmarks/RESULTS.md, issue 7)
+        self.db.connection.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
         self.retention = retention
         self._unpruned = -1  # spans stored since the last prune; -1: prune at the first write
 
@@ -252,16 +287,18 @@ class TraceStore:
         and the export thread hands the GIL to the event loop and takes it back once per statement
         rather than once per span (``sqlite3`` releases it around every statement step).
         """
-        rows = [span_row(s) for s in spans]
-        whole = len(rows) - len(rows) % _CHUNK
-        flat = [value for row in rows[:whole] for value in row]
+        values = span_values(spans)
+        n = len(spans)
         width = _CHUNK * _COLUMNS
+        whole = (n - n % _CHUNK) * _COLUMNS
         with self.db.transaction() as db:
             if whole:
-                db.executemany(_INSERT_CHUNK, [flat[i : i + width] for i in range(0, len(flat), width)])
-            if whole < len(rows):
-                db.executemany(_INSERT_ONE, rows[whole:])
-        self._unpruned = prune_due(self, self._unpruned, len(rows))
+                db.executemany(_INSERT_CHUNK, [values[i : i + width] for i in range(0, whole, width)])
+            if whole < len(values):
+                db.executemany(
+                    _INSERT_ONE, [values[i : i + _COLUMNS] for i in range(whole, len(values), _COLUMNS)]
+                )
+        self._unpruned = prune_due(self, self._unpruned, n)
 
     def prune(self) -> None:
         """Keep the ``retention`` most recent traces."""

@@ -193,7 +193,8 @@ class RecordingSpan(Span):
         """Finish the span and hand it to the exporters (a second call does nothing)."""
         if not self.end_ns:
             self.end_ns = time.time_ns()
-            self._tracing.finish(self)
+            for put in self._tracing._puts:  # Tracing.finish, without its call
+                put(self)
 
     def __enter__(self) -> RecordingSpan:
         self._token = _CURRENT.set(self)
@@ -260,9 +261,11 @@ def span(name: str, **attrs: Any) -> Span:
     """
     parent = _CURRENT.get()
     if type(parent) is RecordingSpan:
-        return RecordingSpan(
-            parent._tracing, name, parent._trace_id, parent, clean_attributes(attrs) if attrs else {}
-        )
+        for value in attrs.values():  # ``attrs`` is a new dict: kept as it is when every value is a scalar
+            if type(value) not in _SCALARS:
+                attrs = clean_attributes(attrs)
+                break
+        return RecordingSpan(parent._tracing, name, parent._trace_id, parent, attrs)
     if parent is NON_RECORDING:
         tracing = _ACTIVE.get()
         if tracing is not None and tracing.sample():
@@ -325,7 +328,8 @@ class Tracing:
         self, name: str, attributes: dict[str, AttrValue] | None = None, kind: SpanKind = "server"
     ) -> RecordingSpan:
         """The root span of a new trace (not made current: enter it, or :func:`use_span`)."""
-        return RecordingSpan(self, name, new_trace_id(), None, attributes or {}, kind)
+        trace_id = (int(time.time()) << 96) | _getrandbits(96)  # new_trace_id(), without its call
+        return RecordingSpan(self, name, trace_id, None, attributes or {}, kind)
 
     def finish(self, s: RecordingSpan) -> None:
         """Hand an ended span to every exporter's queue (never blocks; a full queue drops and counts)."""
