@@ -253,31 +253,3 @@ def test_bf16_batches_are_padded_to_a_multiple_of_16_tokens(fp32: MiniLMEmbedder
     vectors = bf16.embed(texts)
     assert widths and all(w % 16 == 0 for w in widths), widths
     assert ((vectors * fp32.embed(texts)).sum(axis=1) > 0.999).all()  # the padding is masked out
-
-
-def test_a_large_call_runs_as_two_streams_on_half_the_threads(fp32: MiniLMEmbedder, monkeypatch: Any) -> None:
-    import threading
-
-    import torch
-
-    model = MiniLMEmbedder(batch_size=2, precision="fp32", query_runtime="torch")
-    model.warm_up()
-    seen: list[tuple[str, int]] = []
-    inner = model._model
-
-    def recording(**kwargs: Any) -> Any:
-        seen.append((threading.current_thread().name, torch.get_num_threads()))
-        return inner(**kwargs)
-
-    monkeypatch.setattr(model, "_model", recording)
-    texts = [f"{word} " * (60 + 7 * i) for i, word in enumerate(["leave", "travel", "pay", "security"] * 2)]
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        vectors = model.embed(texts)  # 8 texts, batches of 2, > 512 tokens: two streams of 2 batches
-    finally:
-        torch.set_num_threads(before)
-    assert len(seen) == 4 and {n for n, _ in seen} != {threading.current_thread().name}
-    assert len({n for n, _ in seen}) == 2 and all(t == 1 for _, t in seen), seen
-    reference = fp32.embed(texts)
-    assert ((vectors * reference).sum(axis=1) > 0.99999).all()  # every row where it belongs

@@ -240,7 +240,6 @@ class MiniLMEmbedder(EmbeddingModel):
         self._counter: Any = None
         self._onnx: Any = None
         self._onnx_failed = False
-        self._streams: tuple[int, Any] | None = None
 
     @staticmethod
     def model_path() -> Path:
@@ -313,61 +312,20 @@ class MiniLMEmbedder(EmbeddingModel):
             if session is not None:
                 self._forward_onnx(session, ids, types, order, out)
                 return out
+        autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16")
         # A small call (a query) runs on one thread: splitting a forward pass this small across threads
         # costs more in synchronisation than it saves, and on a busy machine waiting for the second
         # thread to be scheduled dominated (median 570 ms against 30 ms on one thread, load 7 on 2
         # cores). torch's thread count belongs to the calling thread (OpenMP), so others keep theirs.
         threads = torch.get_num_threads()
-        if not small and threads > 1 and len(order) >= 2 * self.batch_size:
-            self._forward_streams(torch, ids, types, order, out, threads)
-            return out
         if small and threads > 1:
             torch.set_num_threads(1)
         try:
-            self._forward(torch, ids, types, order, out)
+            self._forward(torch, ids, types, order, out, autocast)
         finally:
             if small and threads > 1:
                 torch.set_num_threads(threads)
         return out
-
-    def _forward_streams(
-        self,
-        torch: Any,
-        ids: list[list[int]],
-        types: list[list[int]] | None,
-        order: list[int],
-        out: Vectors,
-        threads: int,
-    ) -> None:
-        """A large call as two streams of batches, each in its own thread on half the torch threads.
-
-        One forward pass on two OpenMP threads waits at every barrier for the slower thread, and the
-        ingestion's parsing and writing threads preempt one or the other all the time. Two independent
-        streams never wait for each other: 1,504 manual chunks in bf16 took 6.3-7.0 s against 6.8-7.6 s
-        on a quiet machine, with less CPU. Each stream takes every other text of the token-sorted
-        order, so both carry the same lengths and finish together.
-        """
-        pool = self._stream_pool(threads)
-        futures = [pool.submit(self._forward, torch, ids, types, order[k::2], out) for k in range(2)]
-        for future in futures:
-            future.result()
-
-    def _stream_pool(self, threads: int) -> Any:
-        from concurrent.futures import ThreadPoolExecutor
-
-        with self._lock:
-            if self._streams is None or self._streams[0] != threads:
-                if self._streams is not None:
-                    self._streams[1].shutdown(wait=False)
-                per_stream = max(1, threads // 2)
-                pool = ThreadPoolExecutor(
-                    max_workers=2,
-                    thread_name_prefix="minilm-stream",
-                    initializer=_torch().set_num_threads,
-                    initargs=(per_stream,),
-                )
-                self._streams = (threads, pool)
-            return self._streams[1]
 
     def _forward(
         self,
@@ -376,10 +334,8 @@ class MiniLMEmbedder(EmbeddingModel):
         types: list[list[int]] | None,
         order: list[int],
         out: Vectors,
+        autocast: Any,
     ) -> None:
-        # A context per call: torch.autocast keeps its previous state on the object, so one object must
-        # not be entered by two streams at once.
-        autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16")
         with torch.inference_mode(), autocast:
             for i in range(0, len(order), self.batch_size):
                 rows = order[i : i + self.batch_size]
