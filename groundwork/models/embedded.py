@@ -316,7 +316,10 @@ class MiniLMEmbedder(EmbeddingModel):
         # A small call (a query) runs on one thread: splitting a forward pass this small across threads
         # costs more in synchronisation than it saves, and on a busy machine waiting for the second
         # thread to be scheduled dominated (median 570 ms against 30 ms on one thread, load 7 on 2
-        # cores). torch's thread count belongs to the calling thread (OpenMP), so others keep theirs.
+        # cores). Short calls normally run on ONNX Runtime (above); this path is for int8 and
+        # query_runtime torch. torch.set_num_threads is process-wide (measured: a thread pool's
+        # initializer setting 1 left the main thread and new threads at 1), so a large call running in
+        # another thread meanwhile also runs on one thread until the count is restored.
         threads = torch.get_num_threads()
         if small and threads > 1:
             torch.set_num_threads(1)
