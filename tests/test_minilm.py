@@ -253,3 +253,17 @@ def test_bf16_batches_are_padded_to_a_multiple_of_16_tokens(fp32: MiniLMEmbedder
     vectors = bf16.embed(texts)
     assert widths and all(w % 16 == 0 for w in widths), widths
     assert ((vectors * fp32.embed(texts)).sum(axis=1) > 0.999).all()  # the padding is masked out
+
+
+def test_a_damaged_export_is_exported_again(tmp_path: Any, caplog: Any) -> None:
+    require(importlib.util.find_spec("onnxruntime") is not None, "onnxruntime is not installed")
+    from groundwork.models.embedded import _onnx_file_name
+
+    damaged = tmp_path / _onnx_file_name()
+    damaged.write_bytes(b"not an onnx model")  # e.g. a disk that filled up under another tool
+    model = MiniLMEmbedder(precision="fp32", query_runtime="onnx", cache_dir=tmp_path)
+    with caplog.at_level("WARNING"):
+        vector = model.embed(["pay day"])
+    assert model.short_call_runtime == "onnxruntime" and "re-exporting" in caplog.text
+    assert damaged.stat().st_size > 10_000_000 and vector.shape == (1, 384)
+    assert [p.name for p in tmp_path.iterdir()] == [damaged.name]  # no temporary file left

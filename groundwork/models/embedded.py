@@ -161,28 +161,32 @@ def export_minilm_onnx(model_dir: Path, target: Path | io.BytesIO) -> None:
         out = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
     import warnings
 
-    with warnings.catch_warnings(), torch.no_grad():
-        # The tracer warns about Python branches on shapes in transformers' mask code; the export above
-        # is checked against torch's own output on padded batches (tests/test_minilm.py).
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            LastHidden().eval(),
-            (ids, mask, torch.zeros_like(ids)),
-            out,
-            dynamo=False,
-            input_names=["input_ids", "attention_mask", "token_type_ids"],
-            output_names=["last_hidden_state"],
-            dynamic_axes={
-                "input_ids": axes,
-                "attention_mask": axes,
-                "token_type_ids": axes,
-                "last_hidden_state": axes,
-            },
-            opset_version=17,
-        )
-    if isinstance(target, Path):
-        assert isinstance(out, Path)
-        os.replace(out, target)
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            # The tracer warns about Python branches on shapes in transformers' mask code; the export
+            # is checked against torch's own output on padded batches (tests/test_minilm.py).
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                LastHidden().eval(),
+                (ids, mask, torch.zeros_like(ids)),
+                out,
+                dynamo=False,
+                input_names=["input_ids", "attention_mask", "token_type_ids"],
+                output_names=["last_hidden_state"],
+                dynamic_axes={
+                    "input_ids": axes,
+                    "attention_mask": axes,
+                    "token_type_ids": axes,
+                    "last_hidden_state": axes,
+                },
+                opset_version=17,
+            )
+        if isinstance(target, Path):
+            assert isinstance(out, Path)
+            os.replace(out, target)
+    finally:
+        if isinstance(out, Path) and out != target:
+            out.unlink(missing_ok=True)  # a failed export leaves no temporary file behind
 
 
 class MiniLMEmbedder(EmbeddingModel):
@@ -415,22 +419,33 @@ class MiniLMEmbedder(EmbeddingModel):
             raise ModelNotAvailableError(
                 "short embedding calls on ONNX Runtime need the package onnxruntime: pip install onnxruntime"
             ) from exc
-        source: str | bytes
-        if self.cache_dir is not None:
-            path = self.cache_dir / _onnx_file_name()
-            if not path.is_file():
-                export_minilm_onnx(self.model_path(), path)
-            source = str(path)
-        else:
-            buffer = io.BytesIO()
-            export_minilm_onnx(self.model_path(), buffer)
-            source = buffer.getvalue()
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+
+        def session(source: str | bytes) -> Any:
+            return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+
+        if self.cache_dir is None:
+            buffer = io.BytesIO()
+            export_minilm_onnx(self.model_path(), buffer)
+            return session(buffer.getvalue())
+        path = self.cache_dir / _onnx_file_name()
+        if path.is_file():
+            try:
+                return session(str(path))
+            except Exception as exc:  # a damaged file (the export itself is atomic): export it again
+                log.warning(
+                    "re-exporting MiniLM to ONNX: %s could not be loaded (%s)",
+                    path,
+                    exc,
+                    extra={"event": "embedder_onnx_reexport"},
+                )
+                path.unlink(missing_ok=True)
+        export_minilm_onnx(self.model_path(), path)
+        return session(str(path))
 
     def _forward_onnx(
         self,
