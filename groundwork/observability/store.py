@@ -110,11 +110,14 @@ class Stats:
         return self.cache_hits / self.cache_lookups if self.cache_lookups else 0.0
 
 
-def span_row(s: RecordingSpan) -> tuple[object, ...]:
-    """The stored columns of a finished span (ids as hex text, attributes as a JSON text)."""
+def span_row(s: RecordingSpan, trace_hex: str | None = None) -> tuple[object, ...]:
+    """The stored columns of a finished span (ids as hex text, attributes as a JSON text).
+
+    ``trace_hex`` is the span's trace id already formatted, when the caller has it.
+    """
     parent = s.parent_id
     return (
-        f"{s._trace_id:032x}",
+        f"{s._trace_id:032x}" if trace_hex is None else trace_hex,
         f"{s._span_id:016x}",
         None if parent is None else f"{parent:016x}",
         s.name,
@@ -132,26 +135,13 @@ def span_values(spans: Sequence[RecordingSpan]) -> list[object]:
     """
     values: list[object] = []
     extend = values.extend
-    dumps = orjson.dumps
     last_id = -1
     last_hex = ""
     for s in spans:
         if s._trace_id != last_id:
             last_id = s._trace_id
             last_hex = f"{last_id:032x}"
-        parent = s.parent_id
-        extend(
-            (
-                last_hex,
-                f"{s._span_id:016x}",
-                None if parent is None else f"{parent:016x}",
-                s.name,
-                s.start_ns,
-                s.end_ns,
-                s.status,
-                dumps(s.attributes).decode(),
-            )
-        )
+        extend(span_row(s, last_hex))
     return values
 
 
