@@ -267,3 +267,39 @@ def test_a_damaged_export_is_exported_again(tmp_path: Any, caplog: Any) -> None:
     assert model.short_call_runtime == "onnxruntime" and "re-exporting" in caplog.text
     assert damaged.stat().st_size > 10_000_000 and vector.shape == (1, 384)
     assert [p.name for p in tmp_path.iterdir()] == [damaged.name]  # no temporary file left
+
+
+def test_a_large_call_runs_as_two_streams_and_restores_the_thread_count(
+    fp32: MiniLMEmbedder, monkeypatch: Any
+) -> None:
+    import threading
+
+    import torch
+
+    model = MiniLMEmbedder(batch_size=2, precision="fp32", query_runtime="torch")
+    model.warm_up()
+    seen: list[tuple[str, int]] = []
+    inner = model._model
+
+    def recording(**kwargs: Any) -> Any:
+        seen.append((threading.current_thread().name, torch.get_num_threads()))
+        return inner(**kwargs)
+
+    monkeypatch.setattr(model, "_model", recording)
+    texts = [f"{word} " * (60 + 7 * i) for i, word in enumerate(["leave", "travel", "pay", "security"] * 2)]
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        vectors = model.embed(texts)  # 8 texts, batches of 2, > 512 tokens: two streams of 2 batches
+        after: list[int] = []
+        probe = threading.Thread(target=lambda: after.append(torch.get_num_threads()))
+        probe.start()
+        probe.join()
+        # torch's count is process-wide: the call must give back what it halved, here and in new threads
+        assert torch.get_num_threads() == 2 and after == [2]
+    finally:
+        torch.set_num_threads(before)
+    assert len(seen) == 4 and len({name for name, _ in seen}) == 2, seen
+    assert all(name.startswith("minilm-stream") and count == 1 for name, count in seen), seen
+    reference = fp32.embed(texts)
+    assert ((vectors * reference).sum(axis=1) > 0.99999).all()  # every row where it belongs

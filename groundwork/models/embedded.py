@@ -244,6 +244,8 @@ class MiniLMEmbedder(EmbeddingModel):
         self._counter: Any = None
         self._onnx: Any = None
         self._onnx_failed = False
+        self._threads_lock = threading.Lock()
+        self._streams: Any = None
 
     @staticmethod
     def model_path() -> Path:
@@ -316,23 +318,71 @@ class MiniLMEmbedder(EmbeddingModel):
             if session is not None:
                 self._forward_onnx(session, ids, types, order, out)
                 return out
-        autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16")
+        # torch.set_num_threads is process-wide (measured: a thread pool's initializer setting 1 left the
+        # main thread and new threads at 1), so every change of it is made under one lock and undone.
+        if not small and len(order) >= 2 * self.batch_size:
+            with self._threads_lock:
+                threads = torch.get_num_threads()
+                if threads > 1:
+                    self._forward_streams(torch, ids, types, order, out, threads)
+                    return out
+                self._forward(torch, ids, types, order, out)
+                return out
         # A small call (a query) runs on one thread: splitting a forward pass this small across threads
         # costs more in synchronisation than it saves, and on a busy machine waiting for the second
         # thread to be scheduled dominated (median 570 ms against 30 ms on one thread, load 7 on 2
         # cores). Short calls normally run on ONNX Runtime (above); this path is for int8 and
-        # query_runtime torch. torch.set_num_threads is process-wide (measured: a thread pool's
-        # initializer setting 1 left the main thread and new threads at 1), so a large call running in
-        # another thread meanwhile also runs on one thread until the count is restored.
-        threads = torch.get_num_threads()
-        if small and threads > 1:
-            torch.set_num_threads(1)
+        # query_runtime torch. While a large call runs its streams (the lock is held), the count is
+        # already split: a small call then runs as it is rather than wait for the large one.
+        switched = small and self._threads_lock.acquire(blocking=False)
         try:
-            self._forward(torch, ids, types, order, out, autocast)
+            threads = torch.get_num_threads()
+            if switched and threads > 1:
+                torch.set_num_threads(1)
+            try:
+                self._forward(torch, ids, types, order, out)
+            finally:
+                if switched and threads > 1:
+                    torch.set_num_threads(threads)
         finally:
-            if small and threads > 1:
-                torch.set_num_threads(threads)
+            if switched:
+                self._threads_lock.release()
         return out
+
+    def _forward_streams(
+        self,
+        torch: Any,
+        ids: list[list[int]],
+        types: list[list[int]] | None,
+        order: list[int],
+        out: Vectors,
+        threads: int,
+    ) -> None:
+        """A large call as two streams of batches, each in its own thread on half the torch threads.
+
+        One forward pass on two OpenMP threads waits at every barrier for the slower thread, and the
+        ingestion's parsing and writing threads preempt one or the other all the time, stalling both.
+        Two independent streams never wait for each other. Each takes every other text of the
+        token-sorted order, so both carry the same lengths and finish together. The process-wide thread
+        count is halved for the call and restored after it (the caller holds ``_threads_lock``).
+        """
+        per_stream = max(1, threads // 2)
+        if self._streams is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._streams = ThreadPoolExecutor(max_workers=2, thread_name_prefix="minilm-stream")
+
+        def stream(rows: list[int]) -> None:
+            torch.set_num_threads(per_stream)  # this thread's OpenMP count (and the process's, already)
+            self._forward(torch, ids, types, rows, out)
+
+        torch.set_num_threads(per_stream)
+        try:
+            futures = [self._streams.submit(stream, order[k::2]) for k in range(2)]
+            for future in futures:
+                future.result()
+        finally:
+            torch.set_num_threads(threads)
 
     def _forward(
         self,
@@ -341,8 +391,10 @@ class MiniLMEmbedder(EmbeddingModel):
         types: list[list[int]] | None,
         order: list[int],
         out: Vectors,
-        autocast: Any,
     ) -> None:
+        # A context per call: torch.autocast keeps its previous state on the object, so one object must
+        # not be entered by two streams at once.
+        autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16")
         with torch.inference_mode(), autocast:
             for i in range(0, len(order), self.batch_size):
                 rows = order[i : i + self.batch_size]
