@@ -9,6 +9,7 @@ import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any
 
 import uvicorn
 
@@ -18,6 +19,23 @@ from groundwork.container import Container
 from groundwork.errors import UpstreamError
 from groundwork.models.base import ChatModel
 from groundwork.types import GenerationOptions, Message, StreamChunk
+
+
+class CollectorHandler(http.server.BaseHTTPRequestHandler):
+    """A quiet POST endpoint (an OTLP collector, a webhook): ``receive(body)`` sees each request's body,
+    then the client gets an empty 200."""
+
+    def receive(self, body: bytes) -> None:
+        """Override: what the endpoint does with a request's body before it answers."""
+
+    def do_POST(self) -> None:
+        self.receive(self.rfile.read(int(self.headers.get("content-length", 0))))
+        self.send_response(200)
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return None
 
 
 @contextlib.contextmanager

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import http.server
 import logging
 import socket
 import statistics
@@ -26,7 +25,7 @@ from groundwork.observability import Observability, Tracing, span, use_tracer
 from groundwork.observability.logs import ContextFilter, JsonFormatter, set_request_id
 from groundwork.observability.notify import NotificationLimiter, WebhookHandler
 from tests.conftest import fake_settings
-from tests.servers import serve_handler
+from tests.servers import CollectorHandler, serve_handler
 from tests.test_cache_api import ENG, HR, with_principals
 
 pytestmark = pytest.mark.anyio
@@ -34,20 +33,13 @@ pytestmark = pytest.mark.anyio
 CHAT = {"model": "fake", "messages": [{"role": "user", "content": "hello there"}]}
 
 
-class _SlowCollector(http.server.BaseHTTPRequestHandler):
+class _SlowCollector(CollectorHandler):
     delay_s = 2.0
     received = 0
 
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("content-length", 0)))
+    def receive(self, body: bytes) -> None:
         type(self).received += 1
         time.sleep(self.delay_s)
-        self.send_response(200)
-        self.send_header("content-length", "0")
-        self.end_headers()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return None
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextvars
-import http.server
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -28,7 +27,7 @@ from groundwork.observability.tracing import (
     use_tracer,
 )
 from tests.conftest import fake_settings
-from tests.servers import serve_handler
+from tests.servers import CollectorHandler, serve_handler
 
 CHAT = {"model": "fake", "messages": [{"role": "user", "content": "hello there"}]}
 
@@ -165,21 +164,14 @@ def test_a_failing_exporter_is_counted_and_does_not_stop_export(tmp_path: Path) 
         o.close()
 
 
-class _Collector(http.server.BaseHTTPRequestHandler):
+class _Collector(CollectorHandler):
     requests: ClassVar[list[ExportTraceServiceRequest]] = []
 
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("content-length", 0)))
+    def receive(self, body: bytes) -> None:
         assert self.headers.get("content-type") == "application/x-protobuf"
         request = ExportTraceServiceRequest()
         request.ParseFromString(body)
         type(self).requests.append(request)
-        self.send_response(200)
-        self.send_header("content-length", "0")
-        self.end_headers()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return None
 
 
 @pytest.fixture
