@@ -1,4 +1,4 @@
-"""Retrieval latency at scale on the embedded store (SQLite + FTS5 + faiss), 100k to 1M chunks.
+"""Retrieval latency at scale on the embedded store (SQLite + tantivy + faiss), 100k to 1M chunks.
 
     .venv/bin/python benchmarks/retrieval_scale.py --sizes 100000,1000000 [--queries 200]
         [--fallback-size 500000] [--budget-minutes 25] [--max-wait 1200] [--tmp /tmp]
@@ -177,10 +177,54 @@ class RunningTopK:
 # -- child phases --------------------------------------------------------------------------------------
 
 
+def synthetic_document(
+    doc_id: str,
+    collection: str,
+    source: str,
+    title: str,
+    texts: Sequence[str],
+    tags: tuple[str, ...] = (),
+    *,
+    sections: bool = True,
+) -> tuple[Any, list[Any]]:
+    """A generated document and its chunks: with ``sections``, chunks in sections of ten at their offsets
+    in the text (the main build); without, no headings and every span from 0 (the second collection)."""
+    from groundwork.types import Chunk, Document
+
+    doc = Document(
+        id=doc_id,
+        collection=collection,
+        source=source,
+        title=title,
+        content_hash=hashlib.sha256(doc_id.encode()).hexdigest(),
+        media_type="text/plain",
+        chunk_count=len(texts),
+        ingested_at=time.time(),
+        tags=tags,
+        modified_at=1.7e9,
+    )
+    chunks, offset = [], 0
+    for n, text in enumerate(texts):
+        start = offset if sections else 0
+        chunks.append(
+            Chunk(
+                id=f"{doc_id}-{n}",
+                document_id=doc_id,
+                collection=collection,
+                ordinal=n,
+                text=text,
+                heading_path=(f"Section {n // 10 + 1}",) if sections else (),
+                start=start,
+                end=start + len(text),
+            )
+        )
+        offset += len(text) + 2
+    return doc, chunks
+
+
 def phase_build(data_dir: Path, size: int, n_queries: int, per_doc: int, seed: int) -> dict[str, Any]:
     from groundwork.stores.faiss_index import FaissVectorStore
     from groundwork.stores.sqlite import SQLiteDocumentStore
-    from groundwork.types import Chunk, Document
 
     gen = Generator(seed)
     qvecs, qtexts = gen.queries(n_queries)
@@ -201,34 +245,14 @@ def phase_build(data_dir: Path, size: int, n_queries: int, per_doc: int, seed: i
             d = block + j
             doc_id = f"doc{d:07d}"
             selective = d % 100 == 0
-            doc = Document(
-                id=doc_id,
-                collection="default",
-                source=f"/synthetic/{d // 1000:04d}/{doc_id}.txt",
-                title=f"Document {d}",
-                content_hash=hashlib.sha256(doc_id.encode()).hexdigest(),
-                media_type="text/plain",
-                chunk_count=per_doc,
-                ingested_at=time.time(),
-                tags=("sel",) if selective else (),
-                modified_at=1.7e9,
+            doc, chunks = synthetic_document(
+                doc_id,
+                "default",
+                f"/synthetic/{d // 1000:04d}/{doc_id}.txt",
+                f"Document {d}",
+                texts[j * per_doc : (j + 1) * per_doc],
+                ("sel",) if selective else (),
             )
-            chunks, offset = [], 0
-            for n in range(per_doc):
-                text = texts[j * per_doc + n]
-                chunks.append(
-                    Chunk(
-                        id=f"{doc_id}-{n}",
-                        document_id=doc_id,
-                        collection="default",
-                        ordinal=n,
-                        text=text,
-                        heading_path=(f"Section {n // 10 + 1}",),
-                        start=offset,
-                        end=offset + len(text),
-                    )
-                )
-                offset += len(text) + 2
             dvecs = vecs[j * per_doc : (j + 1) * per_doc]
             t0 = time.perf_counter()
             ids = store.write_document(doc, chunks, dvecs)
@@ -415,7 +439,6 @@ def phase_two(data_dir: Path, seed: int, per_doc: int, share: float, n_queries: 
     from groundwork.config import Settings
     from groundwork.container import Container
     from groundwork.stores.protocols import AllExcept, ChunkFilter
-    from groundwork.types import Chunk, Document
 
     bench = data_dir / "bench"
     qvecs = np.load(bench / "queries.npy")
@@ -432,30 +455,9 @@ def phase_two(data_dir: Path, seed: int, per_doc: int, share: float, n_queries: 
         for d in range(max(1, round(big * share / per_doc))):
             vecs, texts = gen.block(1_000_000 + d, per_doc)  # blocks the build never drew
             doc_id = f"other{d:06d}"
-            doc = Document(
-                id=doc_id,
-                collection="other",
-                source=f"/other/{doc_id}.txt",
-                title=f"Other {d}",
-                content_hash=hashlib.sha256(doc_id.encode()).hexdigest(),
-                media_type="text/plain",
-                chunk_count=per_doc,
-                ingested_at=time.time(),
-                modified_at=1.7e9,
+            doc, chunks = synthetic_document(
+                doc_id, "other", f"/other/{doc_id}.txt", f"Other {d}", texts, sections=False
             )
-            chunks = [
-                Chunk(
-                    id=f"{doc_id}-{n}",
-                    document_id=doc_id,
-                    collection="other",
-                    ordinal=n,
-                    text=text,
-                    heading_path=(),
-                    start=0,
-                    end=len(text),
-                )
-                for n, text in enumerate(texts)
-            ]
             vectors.upsert(documents.write_document(doc, chunks, vecs), vecs)
         vectors.flush(documents.generation)
         res["added_s"] = time.perf_counter() - t0
@@ -660,7 +662,10 @@ def report(results: list[SizeResult], embed: dict[str, Any] | None, notes: list[
         "documents (100 chunks each) / 1%-filter chunks",
         lambda r: f"{r.build['documents']:,} / {r.build['selective_chunks']:,}",
     )
-    row("SQLite `write_document` (chunks, vectors, FTS5), s", lambda r: f"{r.build['sqlite_write_s']:.1f}")
+    row(
+        "SQLite `write_document` (chunks, vectors, keyword index), s",
+        lambda r: f"{r.build['sqlite_write_s']:.1f}",
+    )
     row("faiss `upsert` (per document), s", lambda r: f"{r.build['faiss_upsert_s']:.1f}")
     row("faiss `save` (npz), s", lambda r: f"{r.build['faiss_save_s']:.1f}")
     row("open SQLite store (serving process), s", lambda r: f"{r.serve['open_sqlite_s']:.2f}")
