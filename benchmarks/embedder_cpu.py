@@ -50,7 +50,7 @@ def main() -> None:
     if args.old_src:
         variants[f"fp32, {args.old_src}"] = old_embedder(args.old_src)
     for precision in ("fp32", "bf16", "int8"):
-        variants[precision] = MiniLMEmbedder(precision=precision)  # type: ignore[arg-type]
+        variants[precision] = MiniLMEmbedder(precision=precision, query_runtime="torch")  # type: ignore[arg-type]
     for model in variants.values():
         model.embed(passages[:32])
     cpu: dict[str, list[float]] = {k: [] for k in variants}

@@ -94,7 +94,9 @@ class OnnxMiniLM(EmbeddingModel):
 def make(variant: str, threads: int = 2) -> EmbeddingModel:
     if variant == "onnx-int8":
         return OnnxMiniLM(threads)
-    model = MiniLMEmbedder(precision=variant)  # type: ignore[arg-type]
+    # torch for every call, queries too: the variants compare torch's precisions (the default sends short
+    # calls to ONNX Runtime; benchmarks/cache.py --query-runtime compares the two)
+    model = MiniLMEmbedder(precision=variant, query_runtime="torch")  # type: ignore[arg-type]
     model.warm_up()
     return model
 
