@@ -105,8 +105,8 @@ class EmbeddingSettings(_Section):
     precision: Literal["auto", "fp32", "bf16", "int8"] = Field(
         default="auto",
         description=(
-            "How the embedded MiniLM computes passages: auto (bf16 on CPUs with AMX-BF16 units, fp32 "
-            "elsewhere), fp32 (reference), bf16 (matrix products in bfloat16) or int8 (dynamic "
+            "How the embedded MiniLM computes passages: auto (bf16 on CPUs with AMX-BF16 or AVX512-BF16, "
+            "fp32 elsewhere), fp32 (reference), bf16 (matrix products in bfloat16) or int8 (dynamic "
             "quantisation of the Linear layers). Vectors differ slightly between precisions (int8 most): "
             "re-ingest after changing it. Ignored by the other providers."
         ),
