@@ -214,28 +214,47 @@ def test_embedding_overlaps_the_writes_of_the_previous_batch(
     assert len(report.added) == N_HANDBOOK and not report.failed
     assert waited == [True]
     assert all(name.startswith("ingest-embed") for name, _ in calls)
-    # the first call is small (the embedder starts early), later ones grow
+    # the first call is small (the embedder starts early)
     biggest = max(d.chunk_count for d in documents.list_documents())
     assert 64 <= calls[0][1] < 64 + biggest and len(calls) >= 2
     assert sum(n for _, n in calls) == report.chunks_written
 
 
-def test_embedding_calls_grow_up_to_embed_batch(tmp_path: Path, handbook: Path) -> None:
-    from groundwork.rag.ingest import Ingestor
+@pytest.mark.parametrize(("seconds_per_call", "cap"), [(0.0, 70), (0.5, 70), (1.0, 100_000)])
+def test_embedding_calls_take_what_was_collected_meanwhile(
+    tmp_path: Path, handbook: Path, seconds_per_call: float, cap: int
+) -> None:
+    """A call starts once the embedder is free and 64 chunks wait, with everything collected since the
+    last call, up to ``embed_batch`` (then collecting waits): a slow embedder gets full calls."""
+    import time
+
+    from groundwork.rag.ingest import MIN_EMBED_CALL, Ingestor
 
     c = Container(fake_settings(tmp_path / "data"))
-    sizes: list[int] = []
-    real_embed = c.embedder.embed
-    c.embedder.embed = lambda texts: sizes.append(len(texts)) or real_embed(texts)  # type: ignore[method-assign]
-    ingestor = Ingestor(c.documents, c.vectors, c.embedder, c.settings.chunking, embed_batch=70)
-    for n in range(3):  # more files: three copies of the handbook
+    sizes: list[int] = []  # chunks per call (the copies' identical texts are embedded once in a call)
+    ingestor = Ingestor(c.documents, c.vectors, c.embedder, c.settings.chunking, embed_batch=cap)
+    real_embed = ingestor._embed_batch
+
+    def embed(batch):  # type: ignore[no-untyped-def]
+        sizes.append(sum(len(p.chunks) for p in batch))
+        time.sleep(seconds_per_call)
+        return real_embed(batch)
+
+    ingestor._embed_batch = embed  # type: ignore[method-assign]
+    for n in range(6):  # more files: six copies of the handbook
         shutil.copytree(handbook, tmp_path / f"copy{n}")
-    report = ingestor.ingest_paths([tmp_path / f"copy{n}" for n in range(3)])
+    report = ingestor.ingest_paths([tmp_path / f"copy{n}" for n in range(6)])
+    stored = c.documents.list_documents()
     c.close()
-    biggest = 40  # no handbook document has this many chunks
-    assert sum(sizes) == report.chunks_written
-    assert all(n < 70 + biggest for n in sizes)
-    assert sizes[0] >= 64 and all(n >= 70 for n in sizes[1:-1])
+    biggest = max(d.chunk_count for d in stored)
+    assert sum(sizes) == report.chunks_written and len(report.added) == 6 * N_HANDBOOK
+    assert all(n < cap + biggest for n in sizes)  # the cap: a document is not split across calls
+    assert MIN_EMBED_CALL <= sizes[0] < MIN_EMBED_CALL + biggest
+    assert all(n >= MIN_EMBED_CALL for n in sizes[:-1])
+    if seconds_per_call and cap == 70:  # parsing outpaces the embedder: the calls between are full
+        assert len(sizes) >= 3 and all(n >= 70 for n in sizes[1:-1])
+    if cap > report.chunks_written:  # everything parsed during the first call goes in the second
+        assert report.chunks_written > 3 * MIN_EMBED_CALL and len(sizes) == 2
 
 
 def test_a_text_repeated_in_a_batch_is_embedded_once(fake_container: Container, tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Concatenate, ParamSpec, TypeVar
@@ -60,10 +61,8 @@ class IngestReport:
 PREFETCH = 4
 """Files parsed ahead of the main thread."""
 
-FIRST_EMBED_BATCH = 64
-"""Chunks in the first embedding call of a run; each later call doubles, up to ``embed_batch``. A small
-first call starts the embedder early; large later ones let the embedder batch texts of equal token
-counts (padding: 1.11x the real tokens in windows of 256 chunks of the PostgreSQL manual, 1.04x in 1,024)."""
+MIN_EMBED_CALL = 64
+"""Fewest chunks in an embedding call (but the last): the embedder starts after a handful of files."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +122,55 @@ def _parsed(path: Path, future: Future[_Prepared | None], report: IngestReport) 
     return None
 
 
+class _EmbedCalls:
+    """Schedules an ingestion's embedding calls: one runs in the ``ingest-embed`` thread while the
+    calling thread parses on, and the documents of the call before are written meanwhile.
+
+    A call starts as soon as the embedder is free (and :data:`MIN_EMBED_CALL` chunks are waiting) with
+    every chunk collected since the last one, at most ``embed_batch`` (then collecting waits for the
+    running call). Parsing is much faster than embedding, so calls grow by themselves to about
+    ``embed_batch`` chunks; the embedder sorts each call by token count before batching, and larger
+    calls pad less (PostgreSQL manual, 100 pages: 1.12x the real tokens with calls doubling from 64,
+    1.04x in one call). An embedded call's documents are written once the next call is running, so
+    writing never keeps the embedder waiting; at most three calls' documents are held in memory.
+    """
+
+    def __init__(self, ingestor: Ingestor, report: IngestReport, embedding: ThreadPoolExecutor) -> None:
+        self.ingestor = ingestor
+        self.report = report
+        self.embedding = embedding
+        self.collecting: list[_Prepared] = []
+        self.collected_chunks = 0
+        self.running: tuple[list[_Prepared], Future[np.ndarray]] | None = None
+        self.finished: tuple[list[_Prepared], Future[np.ndarray]] | None = None
+
+    def add(self, prepared: _Prepared) -> None:
+        """Collect a parsed document; start, wait for or write calls as the embedder allows."""
+        self.collecting.append(prepared)
+        self.collected_chunks += len(prepared.chunks)
+        self._advance(last=False)
+
+    def finish(self) -> None:
+        """Embed and write everything collected (blocks until done)."""
+        while self.running is not None or self.collecting or self.finished is not None:
+            self._advance(last=True)
+
+    def _advance(self, last: bool) -> None:
+        running = self.running
+        if running is not None and (
+            last or running[1].done() or self.collected_chunks >= self.ingestor.embed_batch
+        ):
+            futures_wait([running[1]])  # at once unless collecting is full (or at the end)
+            self.finished, self.running = running, None
+        if self.running is None and self.collecting and (last or self.collected_chunks >= MIN_EMBED_CALL):
+            batch = self.collecting
+            self.running = (batch, self.embedding.submit(self.ingestor._embed_batch, batch))
+            self.collecting, self.collected_chunks = [], 0
+        if self.finished is not None and (self.running is not None or last):
+            finished, self.finished = self.finished, None
+            self.ingestor._write_embedded(*finished, self.report)
+
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -148,7 +196,7 @@ class Ingestor:
         embedder: EmbeddingModel,
         chunking: ChunkingSettings,
         loaders: dict[str, Loader] | None = None,
-        embed_batch: int = 1024,
+        embed_batch: int = 2048,
         groups_for: Callable[[str, tuple[str, ...]], tuple[str, ...]] | None = None,
         on_report: Callable[[IngestReport], None] | None = None,
     ) -> None:
@@ -183,10 +231,10 @@ class Ingestor:
         """Ingest files and folders into ``collection``; see the module docstring for the rules.
 
         Three stages overlap: a worker thread reads, parses and chunks files a few ahead; a second one
-        embeds a batch of chunks of several documents (up to ``embed_batch``); the calling thread
-        collects the next batch meanwhile and writes each embedded document in its own transaction.
-        At most ``PREFETCH`` parsed documents plus two batches are held in memory, however large the
-        corpus.
+        embeds the chunks of several documents in one call (up to ``embed_batch``, see
+        :class:`_EmbedCalls`); the calling thread collects the next call's documents meanwhile and
+        writes each embedded document in its own transaction. At most ``PREFETCH`` parsed documents
+        plus three calls' documents are held in memory, however large the corpus.
         """
         started = time.perf_counter()
         report = IngestReport()
@@ -198,15 +246,12 @@ class Ingestor:
             meta = _Meta(self.groups_for(str(path), group_t), tag_t, path.stat().st_mtime)
             return self._prepare(path.read_bytes(), str(path), collection, meta)
 
-        batch: list[_Prepared] = []
-        batch_chunks = 0
-        limit = min(FIRST_EMBED_BATCH, self.embed_batch)
-        in_flight: tuple[list[_Prepared], Future[np.ndarray]] | None = None
         try:
             with (
                 ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-parse") as pool,
                 ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-embed") as embedding,
             ):
+                calls = _EmbedCalls(self, report, embedding)
                 ahead: deque[tuple[Path, Future[_Prepared | None]]] = deque()
                 queue = iter(files)
                 for done in range(1, len(files) + 1):
@@ -215,23 +260,10 @@ class Ingestor:
                     path, future = ahead.popleft()
                     prepared = _parsed(path, future, report)
                     if prepared is not None:
-                        batch.append(prepared)
-                        batch_chunks += len(prepared.chunks)
-                        if batch_chunks >= limit:
-                            # queued behind the batch being embedded, which is then written while
-                            # this one embeds: the embedder never waits for the store
-                            previous = in_flight
-                            in_flight = (batch, embedding.submit(self._embed_batch, batch))
-                            if previous is not None:
-                                self._write_embedded(*previous, report)
-                            batch, batch_chunks = [], 0
-                            limit = min(2 * limit, self.embed_batch)
+                        calls.add(prepared)
                     if progress is not None:
                         progress(str(path), done, len(files))
-                last = (batch, embedding.submit(self._embed_batch, batch)) if batch else None
-                for pending in (in_flight, last):
-                    if pending is not None:
-                        self._write_embedded(*pending, report)
+                calls.finish()
             for folder in folders:
                 self._delete_missing(folder, collection, seen, report)
         finally:
