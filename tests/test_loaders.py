@@ -285,6 +285,36 @@ def test_html_inline_markup_does_not_split_words() -> None:
     assert doc.text == "unbelievable, see here."
 
 
+def test_html_encoding_is_found_without_a_declaration() -> None:
+    """libxml2 alone reads an undeclared page as Latin-1; the loader finds UTF-8 (or a declared charset)."""
+    utf8 = "<html><body><h1>Café</h1><p>Crème brûlée — €5</p></body></html>".encode()
+    assert load_bytes(utf8, "menu.html").text == "Café\n\nCrème brûlée — €5"
+    cp1252 = "<html><head><meta charset='windows-1252'></head><body><p>naïve</p></body></html>"
+    assert load_bytes(cp1252.encode("cp1252"), "n.html").text == "naïve"
+
+
+def test_html_blank_text_between_tags_collapses_as_before() -> None:
+    """The indentation between tags becomes one newline or space (as BeautifulSoup's ``get_text`` gave it),
+    so pages parse to the same text as before the loader moved to lxml."""
+    html = b"""<body><h1>Opts</h1><dl><dd><p>
+      for an overview.
+       </p><p>
+        <code>initdb</code> will
+        run.
+      </p></dd></dl><pre>  a
+    b  </pre></body>"""
+    doc = load_bytes(html, "opts.html")
+    assert doc.text == "Opts\n\nfor an overview.\n \ninitdb will\n run.\n\na\n b"
+
+
+def test_html_mismatched_end_tag_does_not_swallow_the_next_paragraph() -> None:
+    doc = load_bytes(
+        b"<body><h1>Notes</h1><h5><a href='#x'>(1)</a></h3>\n<p>Done differently.</p></body>", "f.html"
+    )
+    assert doc.text == "Notes\n\n(1)\n\nDone differently."
+    assert [s.heading_path for s in doc.sections] == [("Notes", "(1)")]
+
+
 # -- Markdown and text -----------------------------------------------------------------------------
 
 
