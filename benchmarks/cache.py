@@ -50,12 +50,18 @@ PAIRS = HERE / "cache_pairs.yaml"
 HELD_OUT = HERE / "cache_pairs_heldout.yaml"
 
 
-def embedder_of(name: str, precision: str = "auto", query_runtime: str = "auto") -> EmbeddingModel:
+def embedder_of(
+    name: str, precision: str = "auto", query_runtime: str = "auto", query_precision: str = "fp32"
+) -> EmbeddingModel:
     if name == "fake":
         return FakeEmbedder(384)
     from groundwork.models.embedded import MiniLMEmbedder
 
-    return MiniLMEmbedder(precision=precision, query_runtime=query_runtime)  # type: ignore[arg-type]
+    return MiniLMEmbedder(
+        precision=precision,  # type: ignore[arg-type]
+        query_runtime=query_runtime,  # type: ignore[arg-type]
+        query_precision=query_precision,  # type: ignore[arg-type]
+    )
 
 
 def store_of(backend: str, directory: Path, max_entries: int) -> CacheStore:
@@ -220,14 +226,17 @@ def main() -> None:
     parser.add_argument(
         "--query-runtime", default="auto", help="what embeds the questions: auto (ONNX Runtime), onnx, torch"
     )
+    parser.add_argument(
+        "--query-precision", default="fp32", help="weights of the ONNX model for the questions: fp32, int8"
+    )
     args = parser.parse_args()
-    embedder = embedder_of(args.embedder, args.precision, args.query_runtime)
+    embedder = embedder_of(args.embedder, args.precision, args.query_runtime, args.query_precision)
     embedder.embed(["warm up"])
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
         print(
             f"## Cache latency ({args.embedder} embedder, {args.precision}, questions on"
-            f" {getattr(embedder, 'short_call_runtime', '-')}, {args.entries} entries,"
+            f" {getattr(embedder, 'short_call_runtime', '-')} ({args.query_precision}), {args.entries} entries,"
             f" {args.repeats} lookups)\n"
         )
         print("| backend | lookup | median / p95 ms |\n|---|---|---:|")

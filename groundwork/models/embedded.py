@@ -77,6 +77,8 @@ EmbedderPrecision = Literal["auto", "fp32", "bf16", "int8"]
 EMBEDDER_PRECISIONS: tuple[str, ...] = get_args(EmbedderPrecision)
 QueryRuntime = Literal["auto", "onnx", "torch"]
 QUERY_RUNTIMES: tuple[str, ...] = get_args(QueryRuntime)
+QueryPrecision = Literal["fp32", "int8"]
+QUERY_PRECISIONS: tuple[str, ...] = get_args(QueryPrecision)
 SINGLE_THREAD_TOKENS = 512
 """An embedding call of at most this many tokens (a query, a few short texts) is a short call: it runs on
 one thread, through ONNX Runtime when available (see :class:`MiniLMEmbedder`)."""
@@ -113,16 +115,59 @@ def resolve_precision(precision: str, cpuinfo: str | None = None) -> str:
     return "bf16" if cpu_has_bf16_units(cpuinfo) else "fp32"
 
 
-def _onnx_file_name() -> str:
+def _onnx_file_name(precision: str = "fp32") -> str:
     """The exported model's file name, keyed by every version that shapes its graph and weights."""
     versions = [f"export{ONNX_EXPORT_VERSION}"]
-    for package in (MINILM_PACKAGE, "torch", "transformers", "onnx"):
+    for package in (
+        MINILM_PACKAGE,
+        "torch",
+        "transformers",
+        "onnx",
+        *(["onnxruntime"] if precision != "fp32" else []),
+    ):
         try:
             versions.append(f"{package}={importlib.metadata.version(package)}")
         except importlib.metadata.PackageNotFoundError:
             versions.append(f"{package}=?")
     key = hashlib.sha256("|".join(versions).encode()).hexdigest()[:16]
-    return f"all-MiniLM-L6-v2-fp32-{key}.onnx"
+    return f"all-MiniLM-L6-v2-{precision}-{key}.onnx"
+
+
+def quantize_minilm_onnx(model: bytes) -> bytes:
+    """The fp32 export with its weights in int8 (ONNX Runtime's dynamic quantisation, per channel).
+
+    A short call is bound by reading the weights (42 MB in fp32 for the six layers); in int8 they take a
+    quarter, and one query takes 2.3-2.9 ms instead of 5.8-6.0 on an AMD EPYC (cosine to fp32 0.994 mean,
+    0.990 min over Cranfield's queries).
+    """
+    import tempfile
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic  # type: ignore[import-untyped]
+
+    def no_advice(record: logging.LogRecord) -> bool:  # it advises shape inference, for static quantisation
+        return not record.getMessage().startswith("Please consider to run pre-processing")
+
+    root = logging.getLogger()
+    root.addFilter(no_advice)
+    try:
+        with tempfile.TemporaryDirectory(prefix="groundwork-onnx-") as tmp:
+            source, target = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+            source.write_bytes(model)
+            quantize_dynamic(source, target, weight_type=QuantType.QInt8, per_channel=True)
+            return target.read_bytes()
+    finally:
+        root.removeFilter(no_advice)
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` under a unique name, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def export_minilm_onnx(model_dir: Path, target: Path | io.BytesIO) -> None:
@@ -223,6 +268,7 @@ class MiniLMEmbedder(EmbeddingModel):
         precision: EmbedderPrecision = "auto",
         *,
         query_runtime: QueryRuntime = "auto",
+        query_precision: QueryPrecision = "fp32",
         cache_dir: Path | None = None,
     ) -> None:
         if precision not in EMBEDDER_PRECISIONS:
@@ -231,6 +277,10 @@ class MiniLMEmbedder(EmbeddingModel):
             raise ValueError(
                 f"query_runtime must be one of {', '.join(QUERY_RUNTIMES)}, not {query_runtime!r}"
             )
+        if query_precision not in QUERY_PRECISIONS:
+            raise ValueError(
+                f"query_precision must be one of {', '.join(QUERY_PRECISIONS)}, not {query_precision!r}"
+            )
         self.name = "all-MiniLM-L6-v2"
         self.dimensions = 384
         self.max_tokens = 256
@@ -238,6 +288,7 @@ class MiniLMEmbedder(EmbeddingModel):
         self.requested_precision = precision
         self.precision = resolve_precision(precision)
         self.query_runtime = query_runtime
+        self.query_precision = query_precision
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self._lock = threading.Lock()
         self._tok_lock = threading.Lock()
@@ -245,8 +296,7 @@ class MiniLMEmbedder(EmbeddingModel):
         self._model: Any = None
         self._tokenizer: Any = None
         self._counter: Any = None
-        self._onnx: Any = None
-        self._onnx_failed = False
+        self._onnx: dict[str, Any] = {}  # query precision -> session (None: torch runs short calls)
         self._threads_lock = threading.Lock()
         self._streams: Any = None
 
@@ -299,7 +349,9 @@ class MiniLMEmbedder(EmbeddingModel):
         self.warm_up()
         return len(self._counter.encode(text, add_special_tokens=False))
 
-    def embed(self, texts: Sequence[str]) -> Vectors:
+    def embed(self, texts: Sequence[str], *, query_precision: QueryPrecision | None = None) -> Vectors:
+        """Vectors of ``texts``; a short call runs on the ONNX model of ``query_precision`` (default: the
+        embedder's ``query_precision``), a large call on torch at ``precision``."""
         if not texts:
             return np.zeros((0, self.dimensions), dtype=np.float32)
         self.warm_up()
@@ -317,7 +369,7 @@ class MiniLMEmbedder(EmbeddingModel):
         out = np.empty((len(ids), self.dimensions), dtype=np.float32)
         small = sum(min(len(x), self.max_tokens) for x in ids) <= SINGLE_THREAD_TOKENS
         if small:
-            session = self._onnx_session()
+            session = self._onnx_session(query_precision or self.query_precision)
             if session is not None:
                 self._forward_onnx(session, ids, types, order, out)
                 return out
@@ -441,33 +493,43 @@ class MiniLMEmbedder(EmbeddingModel):
     @property
     def short_call_runtime(self) -> str:
         """What runs short calls (queries): ``onnxruntime`` or ``torch`` (once the first has run)."""
-        return "onnxruntime" if self._onnx is not None else "torch"
+        return "onnxruntime" if self._onnx.get(self.query_precision) is not None else "torch"
 
-    def _onnx_session(self) -> Any:
-        """The ONNX Runtime session for short calls, built on first use; None when torch runs them."""
-        if self._onnx is not None or self._onnx_failed:
-            return self._onnx
+    def short_calls(self, query_precision: QueryPrecision) -> EmbeddingModel:
+        """This embedder with its short calls on the ONNX model of ``query_precision`` (same torch model,
+        tokenizer and large calls): the semantic cache's questions in int8 while retrieval stays fp32."""
+        if query_precision not in QUERY_PRECISIONS:
+            raise ValueError(
+                f"query_precision must be one of {', '.join(QUERY_PRECISIONS)}, not {query_precision!r}"
+            )
+        return _ShortCalls(self, query_precision)
+
+    def _onnx_session(self, precision: QueryPrecision) -> Any:
+        """The ONNX Runtime session for short calls at ``precision``, built on first use; None when torch
+        runs them."""
+        if precision in self._onnx:
+            return self._onnx[precision]
         if self.query_runtime == "torch" or self.precision not in ("fp32", "bf16"):
-            self._onnx_failed = True
+            self._onnx[precision] = None
             return None
         with self._onnx_lock:
-            if self._onnx is None and not self._onnx_failed:
+            if precision not in self._onnx:
                 try:
-                    self._onnx = self._load_onnx()
+                    self._onnx[precision] = self._load_onnx(precision)
                 except Exception as exc:
                     if self.query_runtime == "onnx":
                         if isinstance(exc, ModelNotAvailableError):
                             raise
                         raise ModelError(f"could not run MiniLM on ONNX Runtime: {exc}") from exc
-                    self._onnx_failed = True
+                    self._onnx[precision] = None
                     log.warning(
                         "short embedding calls run on torch: ONNX Runtime is not usable (%s)",
                         exc,
                         extra={"event": "embedder_onnx_unavailable"},
                     )
-        return self._onnx
+        return self._onnx[precision]
 
-    def _load_onnx(self) -> Any:
+    def _load_onnx(self, precision: QueryPrecision) -> Any:
         try:
             import onnxruntime as ort  # type: ignore[import-untyped]
         except ImportError as exc:
@@ -486,8 +548,10 @@ class MiniLMEmbedder(EmbeddingModel):
         if self.cache_dir is None:
             buffer = io.BytesIO()
             export_minilm_onnx(self.model_path(), buffer)
+            if precision == "int8":
+                return session(quantize_minilm_onnx(buffer.getvalue()))
             return session(buffer.getvalue())
-        path = self.cache_dir / _onnx_file_name()
+        path = self.cache_dir / _onnx_file_name(precision)
         if path.is_file():
             try:
                 return session(str(path))
@@ -499,7 +563,12 @@ class MiniLMEmbedder(EmbeddingModel):
                     extra={"event": "embedder_onnx_reexport"},
                 )
                 path.unlink(missing_ok=True)
-        export_minilm_onnx(self.model_path(), path)
+        if precision == "int8":
+            fp32 = io.BytesIO()
+            export_minilm_onnx(self.model_path(), fp32)
+            _write_atomically(path, quantize_minilm_onnx(fp32.getvalue()))
+        else:
+            export_minilm_onnx(self.model_path(), path)
         return session(str(path))
 
     def _forward_onnx(
@@ -518,6 +587,24 @@ class MiniLMEmbedder(EmbeddingModel):
         pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
         pooled /= np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
         out[np.asarray(order)] = pooled
+
+
+class _ShortCalls(EmbeddingModel):
+    """A :class:`MiniLMEmbedder` whose short calls run at another query precision (see
+    :meth:`MiniLMEmbedder.short_calls`)."""
+
+    def __init__(self, inner: MiniLMEmbedder, query_precision: QueryPrecision) -> None:
+        self.inner = inner
+        self.query_precision = query_precision
+        self.name = inner.name
+        self.dimensions = inner.dimensions
+        self.max_tokens = inner.max_tokens
+
+    def embed(self, texts: Sequence[str]) -> Vectors:
+        return self.inner.embed(texts, query_precision=self.query_precision)
+
+    def count_tokens(self, text: str) -> int:
+        return self.inner.count_tokens(text)
 
 
 def find_smollm_gguf() -> Path:
