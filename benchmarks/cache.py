@@ -236,7 +236,8 @@ def main() -> None:
         directory = Path(tmp)
         print(
             f"## Cache latency ({args.embedder} embedder, {args.precision}, questions on"
-            f" {getattr(embedder, 'short_call_runtime', '-')} ({args.query_precision}), {args.entries} entries,"
+            f" {getattr(embedder, 'short_call_runtime', '-')} ({args.query_precision}),"
+            f" {args.entries} entries,"
             f" {args.repeats} lookups)\n"
         )
         print("| backend | lookup | median / p95 ms |\n|---|---|---:|")

