@@ -227,7 +227,10 @@ def main() -> None:
         "--query-runtime", default="auto", help="what embeds the questions: auto (ONNX Runtime), onnx, torch"
     )
     parser.add_argument(
-        "--query-precision", default="fp32", help="weights of the ONNX model for the questions: fp32, int8"
+        "--query-precision",
+        default="int8",
+        help="weights of the ONNX model for the questions: int8 (the cache's default, semantic_precision) "
+        "or fp32 (retrieval's, as with semantic_precision: same)",
     )
     args = parser.parse_args()
     embedder = embedder_of(args.embedder, args.precision, args.query_runtime, args.query_precision)
