@@ -91,7 +91,7 @@ def cpu_has_bf16_units(cpuinfo: str | None = None) -> bool:
     AVX512-BF16 (``avx512_bf16``: Intel Cooper Lake and later, AMD Zen 4 and later).
 
     Read from ``/proc/cpuinfo`` (Linux); anywhere else, or when it cannot be read, False. Measured: bf16
-    embeds the PostgreSQL manual's chunks 2.6x faster than fp32 on a Xeon with AMX, 1.75x on an AMD EPYC
+    embeds the PostgreSQL manual's chunks 2.6x faster than fp32 on a Xeon with AMX, 1.8x on an AMD EPYC
     with AVX512-BF16 and no AMX; on a CPU with neither, autocast to bfloat16 is slower than fp32.
     """
     if cpuinfo is None:
