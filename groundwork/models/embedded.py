@@ -240,6 +240,9 @@ def export_minilm_onnx(model_dir: Path, target: Path | io.BytesIO) -> None:
 class MiniLMEmbedder(EmbeddingModel):
     """all-MiniLM-L6-v2 with mean pooling and L2 normalisation (as sentence-transformers does).
 
+    ``batch_size`` texts go through one forward pass (after sorting a call by token count): 16 pads less
+    than 32 and took 3-6% less CPU per passage on an AMD EPYC (bf16 and fp32, one thread).
+
     ``precision`` picks how the model computes large calls (ingestion); the weights are the same package's:
 
     * ``auto`` (default): ``bf16`` on a CPU with AMX-BF16 or AVX512-BF16, ``fp32`` elsewhere.
@@ -264,7 +267,7 @@ class MiniLMEmbedder(EmbeddingModel):
 
     def __init__(
         self,
-        batch_size: int = 32,
+        batch_size: int = 16,
         precision: EmbedderPrecision = "auto",
         *,
         query_runtime: QueryRuntime = "auto",
