@@ -307,6 +307,15 @@ def test_html_blank_text_between_tags_collapses_as_before() -> None:
     assert doc.text == "Opts\n\nfor an overview.\n \ninitdb will\n run.\n\na\n b"
 
 
+def test_html_nested_too_deep_is_refused_not_cut() -> None:
+    """libxml2 drops what lies below 2,048 nested elements: the page is refused with the reason."""
+    deep = b"<body><p>before</p>" + b"<div>" * 3000 + b"<p>deep</p>" + b"</div>" * 3000 + b"</body>"
+    with pytest.raises(DocumentParseError, match="nested more than 2,048 elements"):
+        load_bytes(deep, "deep.html")
+    fine = b"<body>" + b"<div>" * 1500 + b"<p>deep</p>" + b"</div>" * 1500 + b"<p>after</p></body>"
+    assert load_bytes(fine, "ok.html").text == "deep\n\nafter"  # past libxml2's default 256
+
+
 def test_html_mismatched_end_tag_does_not_swallow_the_next_paragraph() -> None:
     doc = load_bytes(
         b"<body><h1>Notes</h1><h5><a href='#x'>(1)</a></h3>\n<p>Done differently.</p></body>", "f.html"

@@ -160,21 +160,30 @@ def _is_navigation(el: Any) -> bool:
     return any(c.lower() in _NAV_CLASSES for c in el.get("class", "").split())
 
 
-def _html_tree(data: bytes) -> Any:
+def _html_tree(data: bytes, source: str) -> Any:
     """The parsed document (lxml), or ``None`` when it holds nothing to parse.
 
     The encoding is found as BeautifulSoup finds it (byte-order mark, declared charset, else UTF-8 or
-    Windows-1252 by what decodes): libxml2 alone reads an undeclared UTF-8 page as Latin-1.
+    Windows-1252 by what decodes): libxml2 alone reads an undeclared UTF-8 page as Latin-1. libxml2 stops
+    at 2,048 nested elements (unclosed tags pile up so in some generated pages) and would silently drop
+    the rest: such a page is refused with an error that says so.
     """
     import lxml.html
     from bs4.dammit import UnicodeDammit
     from lxml import etree
 
     encoding = UnicodeDammit(data, is_html=True).original_encoding
+    parser = lxml.html.HTMLParser(encoding=encoding, huge_tree=True)
     try:
-        return lxml.html.document_fromstring(data, parser=lxml.html.HTMLParser(encoding=encoding))
+        tree = lxml.html.document_fromstring(data, parser=parser)
     except etree.ParserError:  # "Document is empty": nothing but blanks or comments
         return None
+    if any("Excessive depth" in error.message for error in parser.error_log):
+        raise DocumentParseError(
+            f"{source}: HTML nested more than 2,048 elements deep (unclosed tags?): the parser would lose "
+            "the text below that depth"
+        )
+    return tree
 
 
 _ASCII_SPACES = " \t\n\r\x0c"
@@ -212,7 +221,7 @@ def load_html(data: bytes, source: str) -> ParsedDocument:
     Parsed with lxml (libxml2's HTML parser, C code: the page's text is read in one pass); before, with
     BeautifulSoup's ``html.parser``, parsing was most of an ingestion's CPU besides the embedder.
     """
-    tree = _html_tree(data)
+    tree = _html_tree(data, source)
     if tree is None:
         return assemble(source, [], "text/html")  # raises: no text
     for el in [el for el in tree.iter() if isinstance(el.tag, str) and _is_navigation(el)]:
