@@ -73,3 +73,38 @@ def test_the_request_metrics_keep_their_names_and_labels() -> None:
         'groundwork_cost_total{model="fake"} 0.25',
     ):
         assert line in text, line
+
+
+def test_an_instrumented_model_counts_each_call_by_outcome_and_annotates_the_request_span() -> None:
+    import asyncio
+
+    from groundwork.errors import UpstreamError
+    from groundwork.models.fake import FakeChatModel
+    from groundwork.observability import InstrumentedModel
+    from groundwork.observability.tracing import Tracing, reset_span, use_span
+    from groundwork.types import Message
+
+    metrics = Metrics()
+    fake = FakeChatModel("m")
+    model = InstrumentedModel(fake, metrics)
+    fake.enqueue("one two three", UpstreamError("down"))
+    tracing = Tracing("test", {})
+    root = tracing.root("POST")
+    token = use_span(root)
+    try:
+        asyncio.run(model.generate([Message("user", "a b")]))
+        with pytest.raises(UpstreamError):
+            asyncio.run(model.generate([Message("user", "c")]))
+    finally:
+        reset_span(token)
+        tracing.shutdown(1)
+    assert sum(metrics.model_latency.labels("m", "ok").counts) == 1
+    assert sum(metrics.model_latency.labels("m", "error").counts) == 1
+    assert metrics.tokens.labels("m", "in").value == 2 and metrics.tokens.labels("m", "out").value == 3
+    assert {k: v for k, v in root.attributes.items() if k.startswith("gen_ai.")} == {
+        "gen_ai.request.model": "m",
+        "gen_ai.response.model": "m",
+        "gen_ai.response.finish_reason": "stop",
+        "gen_ai.usage.input_tokens": 2,
+        "gen_ai.usage.output_tokens": 3,
+    }

@@ -281,3 +281,34 @@ def test_the_trace_store_exporter_takes_the_whole_queue(tmp_path: Path) -> None:
     finally:
         t.shutdown(1)
         store.close()
+
+
+def test_a_queue_wakes_its_thread_at_half_full_drops_beyond_full_and_after_shutdown() -> None:
+    from groundwork.observability.export import ExportQueue
+
+    collected = Collected()
+    drops: list[tuple[str, int]] = []
+    q = ExportQueue(
+        collected, name="q", max_queue_size=8, delay_s=60, on_drop=lambda n, k: drops.append((n, k))
+    )
+    tracing = Tracing("test", {})
+    spans = [tracing.root(f"s{i}") for i in range(13)]
+    try:
+        for s in spans[:3]:
+            q.put(s)
+        time.sleep(0.05)
+        assert q.qsize() == 3 and collected.spans == []  # below half: the thread sleeps its 60 s
+        q.put(spans[3])  # the 4th of 8: wakes it
+        deadline = time.monotonic() + 5
+        while q.qsize() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert [s.name for s in collected.spans] == ["s0", "s1", "s2", "s3"]
+        q._wake_at = 1 << 30  # no more waking: fill it up
+        for s in spans[4:]:
+            q.put(s)
+        assert q.qsize() == 8 and q.dropped == 1 and drops == [("q", 1)]  # the 9th of 8 is dropped
+    finally:
+        q.shutdown(5)
+    assert len(collected.spans) == 4 + 8  # the 8 buffered were exported at shutdown
+    q.put(spans[0])
+    assert q.dropped == 2 and q.qsize() == 0  # closed: dropped and counted

@@ -95,3 +95,28 @@ def test_the_store_prunes_at_the_first_write_then_every_so_many_spans(tmp_path: 
     finally:
         tracing.shutdown(1)
         store.close()
+
+
+def test_the_sqlite_store_keeps_ids_as_padded_hex_and_roots_without_a_parent(tmp_path: Path) -> None:
+    from groundwork.observability.tracing import RecordingSpan, Tracing
+
+    tracing = Tracing("t", {})
+    root = RecordingSpan(tracing, "root", 1, None, {"n": 1}, "server")  # small ids: leading zeros
+    child = RecordingSpan(tracing, "child", 1, root, {"big": 2**64 - 1})
+    other = tracing.root("other")  # a random id, its trace apart
+    for s in (child, root, other):
+        s.end_ns = s.start_ns + 1
+    store = TraceStore(tmp_path / "traces.sqlite3")
+    try:
+        store.add_spans([child, root, other])  # roots and children are written by different statements
+        stored = store.trace("0" * 31 + "1")
+        assert [s.name for s in stored] == ["root", "child"]
+        assert stored[0].trace_id == "00000000000000000000000000000001"
+        assert stored[0].span_id == f"{root.span_id:016x}" and stored[0].parent_id is None
+        assert stored[1].parent_id == stored[0].span_id and stored[1].span_id == f"{child.span_id:016x}"
+        assert stored[1].attributes == {"big": 2**64 - 1}
+        [listed] = [r for r in store.recent(5) if r.name == "other"]
+        assert listed.trace_id == f"{other.trace_id:032x}" and listed.parent_id is None
+    finally:
+        tracing.shutdown(1)
+        store.close()

@@ -67,13 +67,14 @@ class ObservabilityMiddleware:
         if obs is None:
             await self._plain(scope, receive, send, outcome)
             return
-        if not obs.tracing.sample():  # not sampled: no span at all, the cheapest way through
+        tracing = obs.tracing
+        if tracing.sample_ratio < 1.0 and not tracing.sample():  # not sampled: no span, the cheapest way
             await self._measured(scope, receive, send, outcome)
             return
         # traced (every request, by default): here rather than in a method of its own, so that each time
         # the request's coroutines resume they go through one frame of this middleware, not two
         method = scope["method"]
-        root = obs.tracing.root(method)
+        root = tracing.root(method)
         status_code = 500
 
         async def send_traced(message: Message) -> None:

@@ -100,6 +100,7 @@ class ExportQueue:
         self._on_drop = on_drop
         self._on_error = on_error
         self._buffer: deque[RecordingSpan] = deque()
+        self._room = max_queue_size  # 0 once closed
         self._wake_at = max(1, max_queue_size // 2)
         self._counts = threading.Lock()
         self._wake = threading.Event()
@@ -112,12 +113,12 @@ class ExportQueue:
     def put(self, span: RecordingSpan) -> None:
         """Buffer ``span`` for export; when the buffer is full (or closed), drop and count it."""
         buffer = self._buffer
-        if self._closed or len(buffer) >= self.max_queue_size:
+        if len(buffer) < self._room:
+            buffer.append(span)
+            if len(buffer) == self._wake_at:  # grows one at a time: it reaches the mark, not past it
+                self._wake.set()
+        else:
             self._drop(1)
-            return
-        buffer.append(span)
-        if len(buffer) >= self._wake_at and not self._wake.is_set():
-            self._wake.set()
 
     def _drop(self, n: int) -> None:
         with self._counts:
@@ -173,6 +174,7 @@ class ExportQueue:
         if self._closed:
             return
         self._closed = True
+        self._room = 0
         self.force_flush(timeout_s)
         self._abandon = True
         self._wake.set()

@@ -26,6 +26,7 @@ class InstrumentedModel(ChatModel):
         self.name = inner.name
         # label lookups done once: they cost more than the increments on this hot path
         self._latency = {o: metrics.model_latency.labels(self.name, o) for o in ("ok", "error")}
+        self._latency_ok, self._latency_error = self._latency["ok"], self._latency["error"]
         self._tokens_in = metrics.tokens.labels(self.name, "in")
         self._tokens_out = metrics.tokens.labels(self.name, "out")
         self._cost = metrics.cost.labels(self.name)
@@ -45,21 +46,28 @@ class InstrumentedModel(ChatModel):
     async def generate(
         self, messages: Sequence[Message], options: GenerationOptions | None = None
     ) -> Completion:
-        started = time.perf_counter()
-        outcome = "error"
         s = current_span()
+        started = time.perf_counter()
         try:
             completion = await self.inner.generate(messages, options)
-            outcome = "ok"
-        finally:
-            self._latency[outcome].observe(time.perf_counter() - started)
+        except BaseException:
+            self._latency_error.observe(time.perf_counter() - started)
+            raise
+        self._latency_ok.observe(time.perf_counter() - started)
+        usage = completion.usage
         if type(s) is RecordingSpan and not s.end_ns:  # the request's span, still open: plain writes
             attributes = s.attributes
             attributes["gen_ai.request.model"] = self.name
             attributes["gen_ai.response.model"] = completion.model
             if completion.finish_reason is not None:
                 attributes["gen_ai.response.finish_reason"] = completion.finish_reason
-        self._usage(s, completion.usage)
+            attributes["gen_ai.usage.input_tokens"] = usage.prompt_tokens
+            attributes["gen_ai.usage.output_tokens"] = usage.completion_tokens
+            attributes["groundwork.cost"] = usage.cost
+        self._tokens_in.value += usage.prompt_tokens  # _usage(), without its call
+        self._tokens_out.value += usage.completion_tokens
+        if usage.cost:
+            self._cost.value += usage.cost
         return completion
 
     async def stream(

@@ -205,14 +205,16 @@ class RecordingSpan(Span):
     ) -> None:
         if exc is not None:
             record_error(self, exc)
-        parent = self._parent
-        self.end()
+        if not self.end_ns:  # end(), without its call
+            self.end_ns = time.time_ns()
+            for put in self._tracing._puts:
+                put(self)
         token, self._token = self._token, None
         if token is not None:
             try:
                 _CURRENT.reset(token)
             except ValueError:  # left in another context (an async generator finished by another task)
-                _CURRENT.set(parent or NON_RECORDING)
+                _CURRENT.set(self._parent or NON_RECORDING)
 
     def __repr__(self) -> str:
         return f"<RecordingSpan {self.name!r} {self._trace_id:032x}/{self._span_id:016x}>"
