@@ -130,18 +130,20 @@ def span_row(s: RecordingSpan, trace_hex: str | None = None) -> tuple[object, ..
 
 
 def span_values(spans: Sequence[RecordingSpan]) -> tuple[list[object], list[object]]:
-    """The columns of :func:`span_row` of every span as two flat lists (what multi-row ``INSERT`` s
-    bind): the roots' without their ``parent_id`` (``NULL``), then the other spans'.
+    """The columns of every span as two flat lists (what multi-row ``INSERT`` s bind), in the order of
+    :data:`_ROOT_COLUMNS`: the roots' as they are, the other spans' followed by their ``parent_id``.
 
     Roots go apart because binding ``None`` is slow in Python's ``sqlite3`` (it is not one of the
     types bound directly, so every ``None`` first goes through the adapter look-ups and two failed
     attribute look-ups: a third of the export thread's binding work for the gateway's 2-span
-    traces). The spans of one trace usually come together, so a trace id is formatted once for them.
+    traces); their ``parent_id`` is left to its default, ``NULL``. The spans of one trace usually come
+    together, so a trace id is formatted once for them.
     """
     roots: list[object] = []
     children: list[object] = []
     add_root = roots.extend
     add_child = children.extend
+    append_child = children.append
     dumps = orjson.dumps
     last_id = -1
     last_hex = ""
@@ -149,32 +151,21 @@ def span_values(spans: Sequence[RecordingSpan]) -> tuple[list[object], list[obje
         if s._trace_id != last_id:
             last_id = s._trace_id
             last_hex = last_id.to_bytes(16, "big").hex()
+        row = (
+            last_hex,
+            s._span_id.to_bytes(8, "big").hex(),
+            s.name,
+            s.start_ns,
+            s.end_ns,
+            s.status,
+            dumps(s.attributes).decode(),
+        )
         parent = s.parent_id
         if parent is None:
-            add_root(
-                (
-                    last_hex,
-                    s._span_id.to_bytes(8, "big").hex(),
-                    s.name,
-                    s.start_ns,
-                    s.end_ns,
-                    s.status,
-                    dumps(s.attributes).decode(),
-                )
-            )
+            add_root(row)
         else:
-            add_child(
-                (
-                    last_hex,
-                    s._span_id.to_bytes(8, "big").hex(),
-                    parent.to_bytes(8, "big").hex(),
-                    s.name,
-                    s.start_ns,
-                    s.end_ns,
-                    s.status,
-                    dumps(s.attributes).decode(),
-                )
-            )
+            add_child(row)
+            append_child(parent.to_bytes(8, "big").hex())
     return roots, children
 
 
@@ -280,22 +271,24 @@ def prune_due(store: TraceStorage, unpruned: int, stored: int) -> int:
     return unpruned + stored
 
 
-_COLUMNS = 8
+_ROOT_COLUMNS = ("trace_id", "span_id", "name", "start_ns", "end_ns", "status", "attributes")
 _CHUNK = 32
-_ROW = "(" + ", ".join("?" * _COLUMNS) + ")"
-_ROOT_ROW = "(?, ?, NULL, " + ", ".join("?" * (_COLUMNS - 3)) + ")"
-_INSERTS = {  # by row: the statement of one row, of _CHUNK rows
-    row: (
-        f"INSERT OR IGNORE INTO spans VALUES {row}",
-        "INSERT OR IGNORE INTO spans VALUES " + ", ".join([row] * _CHUNK),
-    )
-    for row in (_ROW, _ROOT_ROW)
-}
 
 
-def _insert_rows(db: sqlite3.Connection, values: list[object], row: str, columns: int) -> None:
+def _inserts(columns: tuple[str, ...]) -> tuple[str, str]:
+    """The ``INSERT`` of one row of ``columns``, and of ``_CHUNK`` rows."""
+    row = "(" + ", ".join("?" * len(columns)) + ")"
+    head = f"INSERT OR IGNORE INTO spans ({', '.join(columns)}) VALUES "
+    return head + row, head + ", ".join([row] * _CHUNK)
+
+
+_INSERTS = {len(c): _inserts(c) for c in (_ROOT_COLUMNS, (*_ROOT_COLUMNS, "parent_id"))}
+"""By columns per row: the roots' (``parent_id`` left ``NULL``) and the other spans'."""
+
+
+def _insert_rows(db: sqlite3.Connection, values: list[object], columns: int) -> None:
     """Insert the rows whose columns are ``values`` (one flat list), ``_CHUNK`` rows a statement."""
-    one, chunk = _INSERTS[row]
+    one, chunk = _INSERTS[columns]
     width = _CHUNK * columns
     whole = len(values) - len(values) % width
     if whole:
@@ -330,8 +323,8 @@ class TraceStore:
         roots, children = span_values(spans)
         n = len(spans)
         with self.db.transaction() as db:
-            _insert_rows(db, roots, _ROOT_ROW, _COLUMNS - 1)
-            _insert_rows(db, children, _ROW, _COLUMNS)
+            _insert_rows(db, roots, len(_ROOT_COLUMNS))
+            _insert_rows(db, children, len(_ROOT_COLUMNS) + 1)
         self._unpruned = prune_due(self, self._unpruned, n)
 
     def prune(self) -> None:
