@@ -195,6 +195,21 @@ def test_int8_short_calls_are_close_to_fp32_and_kept_apart(onnx_dir: Any, fp32: 
         model.short_calls("fp16")  # type: ignore[arg-type]
 
 
+def test_the_int8_model_is_quantised_from_the_cached_fp32_export(tmp_path: Any, monkeypatch: Any) -> None:
+    import groundwork.models.embedded as embedded
+
+    require(importlib.util.find_spec("onnxruntime") is not None, "onnxruntime is not installed")
+    MiniLMEmbedder(precision="fp32", cache_dir=tmp_path).embed(["first"])  # the fp32 export, on disk
+
+    def no_export(*_: Any) -> None:
+        raise AssertionError("exported from torch again although the fp32 export was in the cache dir")
+
+    monkeypatch.setattr(embedded, "export_minilm_onnx", no_export)
+    int8 = MiniLMEmbedder(precision="fp32", cache_dir=tmp_path).short_calls("int8")
+    assert int8.embed(["second"]).shape == (1, 384)
+    assert sorted(p.name.split("-")[4] for p in tmp_path.iterdir()) == ["fp32", "int8"]
+
+
 def test_the_export_is_reused_from_the_cache_dir(onnx_dir: Any, monkeypatch: Any) -> None:
     MiniLMEmbedder(precision="fp32", cache_dir=onnx_dir).embed(["first"])  # exports unless already there
     import groundwork.models.embedded as embedded

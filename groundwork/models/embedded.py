@@ -175,7 +175,8 @@ def export_minilm_onnx(model_dir: Path, target: Path | io.BytesIO) -> None:
 
     Exported from a copy loaded with eager attention and a padded two-text sample, so the traced graph
     always applies the attention mask (the SDPA path may drop a mask of ones while tracing). A file target
-    is written under a unique name and renamed into place, so concurrent exporters never see half a file.
+    is written only once the export succeeded, under a unique name renamed into place, so concurrent
+    exporters never see half a file and a failed export leaves nothing behind.
     """
     torch = _torch()
     from transformers import AutoModel
@@ -203,38 +204,30 @@ def export_minilm_onnx(model_dir: Path, target: Path | io.BytesIO) -> None:
     ids = torch.tensor([[101, 2054, 2003, 1037, 3231, 102], [101, 3231, 102, 0, 0, 0]], dtype=torch.long)
     mask = (ids != 0).long()
     axes = {0: "batch", 1: "tokens"}
-    out: Path | io.BytesIO = target
-    if isinstance(target, Path):
-        target.parent.mkdir(parents=True, exist_ok=True)
-        out = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+    out = target if isinstance(target, io.BytesIO) else io.BytesIO()
     import warnings
 
-    try:
-        with warnings.catch_warnings(), torch.no_grad():
-            # The tracer warns about Python branches on shapes in transformers' mask code; the export
-            # is checked against torch's own output on padded batches (tests/test_minilm.py).
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                LastHidden().eval(),
-                (ids, mask, torch.zeros_like(ids)),
-                out,
-                dynamo=False,
-                input_names=["input_ids", "attention_mask", "token_type_ids"],
-                output_names=["last_hidden_state"],
-                dynamic_axes={
-                    "input_ids": axes,
-                    "attention_mask": axes,
-                    "token_type_ids": axes,
-                    "last_hidden_state": axes,
-                },
-                opset_version=17,
-            )
-        if isinstance(target, Path):
-            assert isinstance(out, Path)
-            os.replace(out, target)
-    finally:
-        if isinstance(out, Path) and out != target:
-            out.unlink(missing_ok=True)  # a failed export leaves no temporary file behind
+    with warnings.catch_warnings(), torch.no_grad():
+        # The tracer warns about Python branches on shapes in transformers' mask code; the export
+        # is checked against torch's own output on padded batches (tests/test_minilm.py).
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            LastHidden().eval(),
+            (ids, mask, torch.zeros_like(ids)),
+            out,
+            dynamo=False,
+            input_names=["input_ids", "attention_mask", "token_type_ids"],
+            output_names=["last_hidden_state"],
+            dynamic_axes={
+                "input_ids": axes,
+                "attention_mask": axes,
+                "token_type_ids": axes,
+                "last_hidden_state": axes,
+            },
+            opset_version=17,
+        )
+    if isinstance(target, Path):
+        _write_atomically(target, out.getvalue())
 
 
 class MiniLMEmbedder(EmbeddingModel):
@@ -566,10 +559,14 @@ class MiniLMEmbedder(EmbeddingModel):
                     extra={"event": "embedder_onnx_reexport"},
                 )
                 path.unlink(missing_ok=True)
-        if precision == "int8":
-            fp32 = io.BytesIO()
-            export_minilm_onnx(self.model_path(), fp32)
-            _write_atomically(path, quantize_minilm_onnx(fp32.getvalue()))
+        if precision == "int8":  # quantised from the fp32 export, kept beside it (made first if missing)
+            fp32 = self.cache_dir / _onnx_file_name("fp32")
+            try:
+                quantized = quantize_minilm_onnx(fp32.read_bytes())
+            except Exception:  # missing or damaged: export it (again)
+                export_minilm_onnx(self.model_path(), fp32)
+                quantized = quantize_minilm_onnx(fp32.read_bytes())
+            _write_atomically(path, quantized)
         else:
             export_minilm_onnx(self.model_path(), path)
         return session(str(path))
