@@ -108,7 +108,7 @@ def test_the_sqlite_store_keeps_ids_as_padded_hex_and_roots_without_a_parent(tmp
         s.end_ns = s.start_ns + 1
     store = TraceStore(tmp_path / "traces.sqlite3")
     try:
-        store.add_spans([child, root, other])  # roots and children are written by different statements
+        store.add_spans([child, root, other])
         stored = store.trace("0" * 31 + "1")
         assert [s.name for s in stored] == ["root", "child"]
         assert stored[0].trace_id == "00000000000000000000000000000001"
@@ -119,4 +119,71 @@ def test_the_sqlite_store_keeps_ids_as_padded_hex_and_roots_without_a_parent(tmp
         assert listed.trace_id == f"{other.trace_id:032x}" and listed.parent_id is None
     finally:
         tracing.shutdown(1)
+        store.close()
+
+
+def test_the_sqlite_store_writes_an_export_batch_as_one_row(tmp_path: Path) -> None:
+    from groundwork.testing.trace_store import make_spans
+
+    store = TraceStore(tmp_path / "traces.sqlite3")
+    try:
+        store.add_spans(make_spans(30))
+        store.add_spans(make_spans(5))
+        store.add_spans([])
+        rows = store.db.query("SELECT roots, json_array_length(spans) FROM span_batches ORDER BY id")
+        assert rows == [(30, 60), (5, 10)]
+    finally:
+        store.close()
+
+
+def test_spans_of_the_per_span_schema_move_to_batches_without_loss(tmp_path: Path) -> None:
+    from groundwork.observability import store as store_module
+    from groundwork.stores.sqlite_db import SQLiteDatabase
+    from groundwork.testing.trace_store import make_spans
+
+    path = tmp_path / "traces.sqlite3"
+    spans = make_spans(3, hit=True)
+    old = SQLiteDatabase(path, store_module.MIGRATIONS[:2], what="trace store")  # before span batches
+    with old.transaction() as db:
+        for s in spans:
+            db.execute(
+                "INSERT INTO spans VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    f"{s.trace_id:032x}",
+                    f"{s.span_id:016x}",
+                    None if s.parent_id is None else f"{s.parent_id:016x}",
+                    s.name,
+                    s.start_ns,
+                    s.end_ns,
+                    s.status,
+                    '{"cache.hit": true, "gen_ai.usage.input_tokens": 10}',
+                ),
+            )
+    old.close()
+    store = TraceStore(path)
+    try:
+        roots = store.recent(10)
+        assert [r.trace_id for r in roots] == [f"{s.trace_id:032x}" for s in spans[1::2]][::-1]
+        moved = store.trace(roots[0].trace_id)
+        assert [s.name for s in moved] == ["POST /v1/chat/completions #2", "cache.lookup"]
+        assert moved[1].parent_id == moved[0].span_id == f"{spans[5].span_id:016x}"
+        assert (store.stats().cache_hits, store.stats().prompt_tokens) == (3, 30)
+        tables = {r[0] for r in store.db.query("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        assert "spans" not in tables
+    finally:
+        store.close()
+
+
+def test_a_malformed_or_unknown_trace_id_finds_nothing(tmp_path: Path) -> None:
+    from groundwork.testing.trace_store import make_spans
+
+    store = TraceStore(tmp_path / "traces.sqlite3")
+    try:
+        spans = make_spans(2)
+        store.add_spans(spans)
+        known = f"{spans[0].trace_id:032x}"
+        assert store.trace("zz" + known[2:]) == []
+        assert store.trace(known[:8] + "0" * 24) == []  # the same second, another trace
+        assert len(store.trace(known)) == 2
+    finally:
         store.close()

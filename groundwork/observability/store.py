@@ -3,6 +3,15 @@
 :class:`TraceStoreExporter` writes finished spans here (behind its own queue, like any exporter), so
 ``groundwork traces list|show`` and ``groundwork stats`` work without any tracing service. The store
 keeps the last ``retention`` traces.
+
+Spans are written the way they arrive: one row per export batch (:data:`SPAN_BATCHES`), its spans as
+one JSON array, with the bounds that reading needs (which seconds its trace ids were started in, the
+latest start, how many roots). A span as a row of its own cost the export thread three to four times
+as much CPU (two indexes of text ids updated per span, a JSON text per span): on a gateway answering
+thousands of requests a second that was the largest part of tracing's cost. Reading pays instead, and
+reading is rare: ``traces show`` and feedback find a trace's batches by the second in its id (trace
+ids start with their root's Unix time, :func:`~groundwork.observability.tracing.new_trace_id`) and
+decode only those; ``traces list`` decodes the newest batches; ``stats`` decodes the period it covers.
 """
 
 from __future__ import annotations
@@ -10,7 +19,7 @@ from __future__ import annotations
 import sqlite3
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -59,7 +68,39 @@ def _m2_exchanges(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS = [_m1_spans, _m2_exchanges]
+def _m3_span_batches(db: sqlite3.Connection) -> None:
+    # spans kept a batch to a row (the module's docstring); the rows of the old table move over
+    db.execute(SPAN_BATCHES)
+    db.execute("CREATE INDEX span_batches_last_second ON span_batches(last_second)")
+    cursor = db.execute(
+        "SELECT trace_id, span_id, parent_id, name, start_ns, end_ns, status, attributes FROM spans "
+        "ORDER BY end_ns"
+    )
+    while rows := cursor.fetchmany(4096):
+        _insert_batch(
+            db,
+            [
+                (t, int(s, 16), int(p, 16) if p else 0, name, start, end, status, orjson.loads(attrs))
+                for t, s, p, name, start, end, status, attrs in rows
+            ],
+        )
+    db.execute("DROP TABLE spans")
+
+
+SPAN_BATCHES = """CREATE TABLE span_batches (
+    id INTEGER PRIMARY KEY,
+    first_second INTEGER NOT NULL,
+    last_second INTEGER NOT NULL,
+    max_start_ns INTEGER NOT NULL,
+    roots INTEGER NOT NULL,
+    spans BLOB NOT NULL
+)"""
+"""One export batch a row. ``spans``: a JSON array of ``[trace id (32 hex digits), span id, parent id
+(0 for a root), name, start ns, end ns, status, attributes]``; ``first_second`` and ``last_second``: the
+earliest and latest second its trace ids were started in (their top 32 bits); ``max_start_ns``: its
+latest span start; ``roots``: its root spans."""
+
+MIGRATIONS = [_m1_spans, _m2_exchanges, _m3_span_batches]
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,44 +170,38 @@ def span_row(s: RecordingSpan, trace_hex: str | None = None) -> tuple[object, ..
     )
 
 
-def span_values(spans: Sequence[RecordingSpan]) -> tuple[list[object], list[object]]:
-    """The columns of every span as two flat lists (what multi-row ``INSERT`` s bind), in the order of
-    :data:`_ROOT_COLUMNS`: the roots' as they are, the other spans' followed by their ``parent_id``.
+def batch_rows(spans: Sequence[RecordingSpan]) -> list[tuple[object, ...]]:
+    """The stored form of every span of an export batch (:data:`SPAN_BATCHES`'s ``spans``).
 
-    Roots go apart because binding ``None`` is slow in Python's ``sqlite3`` (it is not one of the
-    types bound directly, so every ``None`` first goes through the adapter look-ups and two failed
-    attribute look-ups: a third of the export thread's binding work for the gateway's 2-span
-    traces); their ``parent_id`` is left to its default, ``NULL``. The spans of one trace usually come
-    together, so a trace id is formatted once for them.
+    The spans of one trace usually come together, so a trace id is formatted once for them; span ids
+    stay integers (0: no parent) and the attributes dicts go in as they are, made JSON with the rest.
     """
-    roots: list[object] = []
-    children: list[object] = []
-    add_root = roots.extend
-    add_child = children.extend
-    append_child = children.append
-    dumps = orjson.dumps
+    rows: list[tuple[object, ...]] = []
+    append = rows.append
     last_id = -1
     last_hex = ""
     for s in spans:
         if s._trace_id != last_id:
             last_id = s._trace_id
             last_hex = last_id.to_bytes(16, "big").hex()
-        row = (
-            last_hex,
-            s._span_id.to_bytes(8, "big").hex(),
-            s.name,
-            s.start_ns,
-            s.end_ns,
-            s.status,
-            dumps(s.attributes).decode(),
-        )
-        parent = s.parent_id
-        if parent is None:
-            add_root(row)
-        else:
-            add_child(row)
-            append_child(parent.to_bytes(8, "big").hex())
-    return roots, children
+        append((last_hex, s._span_id, s.parent_id or 0, s.name, s.start_ns, s.end_ns, s.status, s.attributes))
+    return rows
+
+
+def _insert_batch(db: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> None:
+    """Store the :func:`batch_rows` of a batch as one row of ``span_batches``, with its bounds."""
+    seconds = [int(t[:8], 16) for t in dict.fromkeys(r[0] for r in rows)]
+    db.execute(
+        "INSERT INTO span_batches (first_second, last_second, max_start_ns, roots, spans)"
+        " VALUES (?, ?, ?, ?, ?)",
+        (
+            min(seconds),
+            max(seconds),
+            max(r[4] for r in rows),
+            sum(1 for r in rows if not r[2]),
+            orjson.dumps(rows),
+        ),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,32 +306,6 @@ def prune_due(store: TraceStorage, unpruned: int, stored: int) -> int:
     return unpruned + stored
 
 
-_ROOT_COLUMNS = ("trace_id", "span_id", "name", "start_ns", "end_ns", "status", "attributes")
-_CHUNK = 32
-
-
-def _inserts(columns: tuple[str, ...]) -> tuple[str, str]:
-    """The ``INSERT`` of one row of ``columns``, and of ``_CHUNK`` rows."""
-    row = "(" + ", ".join("?" * len(columns)) + ")"
-    head = f"INSERT OR IGNORE INTO spans ({', '.join(columns)}) VALUES "
-    return head + row, head + ", ".join([row] * _CHUNK)
-
-
-_INSERTS = {len(c): _inserts(c) for c in (_ROOT_COLUMNS, (*_ROOT_COLUMNS, "parent_id"))}
-"""By columns per row: the roots' (``parent_id`` left ``NULL``) and the other spans'."""
-
-
-def _insert_rows(db: sqlite3.Connection, values: list[object], columns: int) -> None:
-    """Insert the rows whose columns are ``values`` (one flat list), ``_CHUNK`` rows a statement."""
-    one, chunk = _INSERTS[columns]
-    width = _CHUNK * columns
-    whole = len(values) - len(values) % width
-    if whole:
-        db.executemany(chunk, [values[i : i + width] for i in range(0, whole, width)])
-    if whole < len(values):
-        db.executemany(one, [values[i : i + columns] for i in range(whole, len(values), columns)])
-
-
 CACHE_KIB = 2000
 """The trace store's SQLite page cache, in KiB (SQLite's default)."""
 
@@ -314,48 +323,85 @@ class TraceStore:
         self._unpruned = -1  # spans stored since the last prune; -1: prune at the first write
 
     def add_spans(self, spans: Sequence[RecordingSpan]) -> None:
-        """Store finished spans (and prune the oldest traces now and then).
-
-        Rows go in ``_CHUNK`` at a time, one statement each: a fifth less CPU than a statement per row,
-        and the export thread hands the GIL to the event loop and takes it back once per statement
-        rather than once per span (``sqlite3`` releases it around every statement step).
-        """
-        roots, children = span_values(spans)
-        n = len(spans)
+        """Store finished spans, the batch as one row (and prune the oldest traces now and then)."""
+        if not spans:
+            return
+        rows = batch_rows(spans)
         with self.db.transaction() as db:
-            _insert_rows(db, roots, len(_ROOT_COLUMNS))
-            _insert_rows(db, children, len(_ROOT_COLUMNS) + 1)
-        self._unpruned = prune_due(self, self._unpruned, n)
+            _insert_batch(db, rows)
+        self._unpruned = prune_due(self, self._unpruned, len(spans))
 
     def prune(self) -> None:
-        """Keep the ``retention`` most recent traces."""
+        """Keep the ``retention`` most recent traces: the newest batches holding that many roots.
+
+        Whole batches go, so a trace whose children were exported in an older batch than its root
+        (the batch before the cut) may lose those children when it is the oldest one kept.
+        """
         with self.db.transaction() as db:
-            row = db.execute(
-                "SELECT start_ns FROM spans WHERE parent_id IS NULL ORDER BY start_ns DESC LIMIT 1 OFFSET ?",
-                (self.retention,),
-            ).fetchone()
-            if row is not None:
-                db.execute(
-                    "DELETE FROM spans WHERE trace_id IN (SELECT trace_id FROM spans "
-                    "WHERE parent_id IS NULL AND start_ns <= ?)",
-                    (row[0],),
-                )
+            kept = 0
+            for batch_id, roots in db.execute("SELECT id, roots FROM span_batches ORDER BY id DESC"):
+                kept += roots
+                if kept >= self.retention:
+                    db.execute("DELETE FROM span_batches WHERE id < ?", (batch_id,))
+                    return
 
     @staticmethod
     def _record(row: Sequence[Any]) -> SpanRecord:
-        return SpanRecord(row[0], row[1], row[2], row[3], row[4], row[5], row[6], orjson.loads(row[7]))
+        trace_hex, span_id, parent, name, start, end, status, attributes = row
+        return SpanRecord(
+            trace_hex,
+            span_id.to_bytes(8, "big").hex(),
+            parent.to_bytes(8, "big").hex() if parent else None,
+            name,
+            start,
+            end,
+            status,
+            attributes,
+        )
+
+    def _batches(self, sql: str, params: Sequence[Any] = ()) -> Iterator[list[list[Any]]]:
+        """The decoded ``spans`` of the ``span_batches`` rows that ``sql`` selects (one column)."""
+        for (data,) in self.db.query(sql, params):
+            yield orjson.loads(data)
 
     def recent(self, limit: int = 20) -> list[SpanRecord]:
-        """The root spans of the most recent traces, newest first."""
-        rows = self.db.query(
-            "SELECT * FROM spans WHERE parent_id IS NULL ORDER BY start_ns DESC LIMIT ?", (limit,)
-        )
-        return [self._record(r) for r in rows]
+        """The root spans of the most recent traces, newest first.
+
+        Batches are read newest first until ``limit`` roots are found and no older batch can hold a
+        root started later than the last of them.
+        """
+        roots: dict[tuple[str, int], list[Any]] = {}
+        batches = self.db.query("SELECT id, max_start_ns FROM span_batches WHERE roots > 0 ORDER BY id DESC")
+        for batch_id, max_start in batches:
+            if len(roots) >= limit and max_start < sorted(r[4] for r in roots.values())[-limit]:
+                break
+            for (data,) in self.db.query("SELECT spans FROM span_batches WHERE id = ?", (batch_id,)):
+                for row in orjson.loads(data):
+                    if not row[2]:
+                        roots.setdefault((row[0], row[1]), row)
+        newest = sorted(roots.values(), key=lambda r: r[4], reverse=True)[:limit]
+        return [self._record(r) for r in newest]
 
     def trace(self, trace_id: str) -> list[SpanRecord]:
-        """Every stored span of a trace, in start order (empty when unknown)."""
-        rows = self.db.query("SELECT * FROM spans WHERE trace_id = ? ORDER BY start_ns", (trace_id.lower(),))
-        return [self._record(r) for r in rows]
+        """Every stored span of a trace, in start order (empty when unknown).
+
+        Only the batches whose trace ids were started in the same second as this one are read, and
+        of those only the ones that hold the id.
+        """
+        trace_hex = trace_id.lower()
+        try:
+            second = int(trace_hex[:8], 16)
+        except ValueError:
+            return []
+        spans: dict[int, list[Any]] = {}
+        for rows in self._batches(
+            "SELECT spans FROM span_batches WHERE last_second >= ? AND first_second <= ? AND instr(spans, ?)",
+            (second, second, trace_hex.encode()),
+        ):
+            for row in rows:
+                if row[0] == trace_hex:
+                    spans.setdefault(row[1], row)
+        return [self._record(r) for r in sorted(spans.values(), key=lambda r: r[4])]
 
     def add_feedback(self, trace_id: str, score: float, comment: str, principal: str) -> Feedback:
         fb = Feedback(trace_id.lower(), score, comment, principal, time.time())
@@ -408,39 +454,17 @@ class TraceStore:
 
     def stats(self, since_ns: int = 0) -> Stats:
         """Requests, latency percentiles, tokens, cost, cache hit rate and errors since ``since_ns``."""
-        roots = self.db.query(
-            "SELECT end_ns - start_ns, attributes FROM spans WHERE parent_id IS NULL AND start_ns >= ?",
-            (since_ns,),
-        )
-        durations = sorted(r[0] / 1e6 for r in roots)
-        errors: dict[str, int] = {}
-        for _, attrs in roots:
-            category = orjson.loads(attrs).get("error.category")
-            if category:
-                errors[category] = errors.get(category, 0) + 1
-        (prompt, completion, cost) = self.db.query(
-            "SELECT COALESCE(SUM(json_extract(attributes, '$.\"gen_ai.usage.input_tokens\"')), 0), "
-            "COALESCE(SUM(json_extract(attributes, '$.\"gen_ai.usage.output_tokens\"')), 0), "
-            "COALESCE(SUM(json_extract(attributes, '$.\"groundwork.cost\"')), 0) "
-            "FROM spans WHERE parent_id IS NULL AND start_ns >= ?",
-            (since_ns,),
-        )[0]
-        (lookups, hits) = self.db.query(
-            "SELECT COUNT(*), COALESCE(SUM(json_extract(attributes, '$.\"cache.hit\"')), 0) "
-            "FROM spans WHERE name = 'cache.lookup' AND start_ns >= ?",
-            (since_ns,),
-        )[0]
-        return Stats(
-            requests=len(durations),
-            p50_ms=statistics.median(durations) if durations else 0.0,
-            p95_ms=durations[min(len(durations) - 1, int(0.95 * len(durations)))] if durations else 0.0,
-            prompt_tokens=int(prompt),
-            completion_tokens=int(completion),
-            cost=float(cost),
-            cache_hits=int(hits),
-            cache_lookups=int(lookups),
-            errors=errors,
-        )
+        roots: dict[tuple[str, int], tuple[int, dict[str, Any]]] = {}
+        lookups: dict[tuple[str, int], bool] = {}
+        for rows in self._batches("SELECT spans FROM span_batches WHERE max_start_ns >= ?", (since_ns,)):
+            for trace_hex, span_id, parent, name, start, end, _, attributes in rows:
+                if start < since_ns:
+                    continue
+                if not parent:
+                    roots[trace_hex, span_id] = (end - start, attributes)
+                if name == "cache.lookup":
+                    lookups[trace_hex, span_id] = bool(attributes.get("cache.hit"))
+        return summarize(list(roots.values()), len(lookups), sum(lookups.values()))
 
     def close(self) -> None:
         self.db.close()

@@ -82,6 +82,28 @@ class TraceStoreConformance:
         assert [s.name for s in last] == ["POST /v1/chat/completions #40", "cache.lookup"]
         assert trace_store.stats().cache_lookups == 41
 
+    def test_a_trace_exported_in_two_batches_comes_back_whole(self, trace_store: TraceStorage) -> None:
+        spans = make_spans(3)  # per request: the cache.lookup child ends (and is exported) first
+        trace_store.add_spans(spans[:3])  # request 0 whole, request 1's child
+        trace_store.add_spans(spans[3:])  # request 1's root, request 2
+        middle = trace_store.trace(_trace_ids(spans)[1])
+        assert [s.name for s in middle] == ["POST /v1/chat/completions #1", "cache.lookup"]
+        assert middle[1].parent_id == middle[0].span_id
+        assert [r.trace_id for r in trace_store.recent(3)] == _trace_ids(spans)[::-1]
+
+    def test_recent_orders_roots_by_start_not_by_export(self, trace_store: TraceStorage) -> None:
+        tracing = Tracing("conformance", {})
+        try:
+            long, short = tracing.root("long request"), tracing.root("short request")
+            long.start_ns, short.start_ns = 1_000, 2_000
+            short.end_ns, long.end_ns = 3_000, 9_000  # the later request ends (and is exported) first
+            trace_store.add_spans([short])
+            trace_store.add_spans([long])
+            assert [r.name for r in trace_store.recent(1)] == ["short request"]
+            assert [r.name for r in trace_store.recent(5)] == ["short request", "long request"]
+        finally:
+            tracing.shutdown()
+
     def test_stats_sum_tokens_cost_hits_and_errors(self, trace_store: TraceStorage) -> None:
         trace_store.add_spans(make_spans(2, hit=True))
         trace_store.add_spans(make_spans(1, error=True))
