@@ -10,6 +10,7 @@ its principal (resolved when the cache first needs it, so after authentication),
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -248,11 +249,12 @@ def observability_router(state: ApiState) -> APIRouter:
                 "feedback needs observability.enabled and observability.trace_store (traces are not kept)"
             )
         principal = principal_of(request)
-        roots = [s for s in obs.trace_store.trace(trace_id) if s.parent_id is None]
+        store = obs.trace_store  # SQLite or PostgreSQL, and decoding export batches: not on the event loop
+        roots = [s for s in await asyncio.to_thread(store.trace, trace_id) if s.parent_id is None]
         owner = roots[0].attributes.get("groundwork.principal") if roots else None
         if owner is not None and owner != principal.name and not principal.is_admin:
             raise PermissionDeniedError("this trace belongs to another principal")
-        fb = obs.trace_store.add_feedback(trace_id, body.score, body.comment, principal.name)
+        fb = await asyncio.to_thread(store.add_feedback, trace_id, body.score, body.comment, principal.name)
         content = {
             "trace_id": fb.trace_id,
             "score": fb.score,
