@@ -21,6 +21,8 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from itertools import repeat
+from operator import call
 from typing import Protocol
 
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
@@ -140,9 +142,12 @@ class ExportQueue:
         self._exporting = True
         try:
             buffer = self._buffer
+            take = buffer.popleft
             while buffer and not self._abandon:
                 n = min(len(buffer), self.batch_size)
-                self._export([buffer.popleft() for _ in range(n)])
+                # popleft n times in C (a comprehension ran a Python loop per span); each popleft is
+                # atomic, so spans the event loop appends meanwhile wait for the next batch
+                self._export(list(map(call, repeat(take, n))))
         finally:
             self._exporting = False
 
