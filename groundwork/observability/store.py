@@ -72,7 +72,8 @@ def _m2_exchanges(db: sqlite3.Connection) -> None:
 def _m3_span_batches(db: sqlite3.Connection) -> None:
     # spans kept a batch to a row (the module's docstring); the rows of the old table move over
     db.execute(SPAN_BATCHES)
-    db.execute("CREATE INDEX span_batches_last_second ON span_batches(last_second)")
+    # a trace is looked up by the bounds alone, in the index: no batch row is read but those that may hold it
+    db.execute("CREATE INDEX span_batches_traces ON span_batches(last_trace, first_trace)")
     cursor = db.execute(
         "SELECT trace_id, span_id, parent_id, name, start_ns, end_ns, status, attributes FROM spans "
         "ORDER BY end_ns"
@@ -90,16 +91,18 @@ def _m3_span_batches(db: sqlite3.Connection) -> None:
 
 SPAN_BATCHES = """CREATE TABLE span_batches (
     id INTEGER PRIMARY KEY,
-    first_second INTEGER NOT NULL,
-    last_second INTEGER NOT NULL,
+    first_trace TEXT NOT NULL,
+    last_trace TEXT NOT NULL,
     max_start_ns INTEGER NOT NULL,
     roots INTEGER NOT NULL,
+    trace_ids TEXT NOT NULL,
     spans BLOB NOT NULL
 )"""
 """One export batch a row. ``spans``: a JSON array of ``[trace id (32 hex digits), span id, parent id
-(0 for a root), name, start ns, end ns, status, attributes]``; ``first_second`` and ``last_second``: the
-earliest and latest second its trace ids were started in (their top 32 bits); ``max_start_ns``: its
-latest span start; ``roots``: its root spans."""
+(0 for a root), name, start ns, end ns, status, attributes]``; ``first_trace`` and ``last_trace``: the
+smallest and largest trace id among them (the rows a trace can be in); ``max_start_ns``: its latest span
+start; ``roots``: its root spans; ``trace_ids``: the trace id of every span, end to end (what a lookup
+searches, a fourteenth of ``spans``)."""
 
 MIGRATIONS = [_m1_spans, _m2_exchanges, _m3_span_batches]
 
@@ -197,13 +200,14 @@ def _insert_batch(db: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> None
     """
     trace_ids = list(map(_TRACE_ID, rows))
     db.execute(
-        "INSERT INTO span_batches (first_second, last_second, max_start_ns, roots, spans)"
-        " VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO span_batches (first_trace, last_trace, max_start_ns, roots, trace_ids, spans)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
         (
-            int(min(trace_ids)[:8], 16),
-            int(max(trace_ids)[:8], 16),
+            min(trace_ids),
+            max(trace_ids),
             max(map(_START, rows)),
             list(map(_PARENT, rows)).count(0),
+            "".join(trace_ids),
             orjson.dumps(rows),
         ),
     )
@@ -379,32 +383,34 @@ class TraceStore:
         root started later than the last of them.
         """
         roots: dict[tuple[str, int], list[Any]] = {}
-        batches = self.db.query("SELECT id, max_start_ns FROM span_batches WHERE roots > 0 ORDER BY id DESC")
-        for batch_id, max_start in batches:
-            if len(roots) >= limit and max_start < sorted(r[4] for r in roots.values())[-limit]:
-                break
-            for (data,) in self.db.query("SELECT spans FROM span_batches WHERE id = ?", (batch_id,)):
+        cutoff = -1  # the start of the limit-th newest root found so far
+        with self.db.lock:
+            batches = self.db.connection.execute(
+                "SELECT max_start_ns, spans FROM span_batches WHERE roots > 0 ORDER BY id DESC"
+            )
+            for max_start, data in batches:  # read lazily: usually the newest batch or few are enough
+                if max_start < cutoff:
+                    break
                 for row in orjson.loads(data):
                     if not row[2]:
                         roots.setdefault((row[0], row[1]), row)
+                if len(roots) >= limit:
+                    cutoff = sorted(r[4] for r in roots.values())[-limit]
         newest = sorted(roots.values(), key=lambda r: r[4], reverse=True)[:limit]
         return [self._record(r) for r in newest]
 
     def trace(self, trace_id: str) -> list[SpanRecord]:
         """Every stored span of a trace, in start order (empty when unknown).
 
-        Only the batches whose trace ids were started in the same second as this one are read, and
-        of those only the ones that hold the id.
+        Only the batches whose trace-id bounds take it in are read, and of those only the ones that
+        hold it: at high traffic a handful of batches, at low traffic usually one.
         """
         trace_hex = trace_id.lower()
-        try:
-            second = int(trace_hex[:8], 16)
-        except ValueError:
-            return []
         spans: dict[int, list[Any]] = {}
         for rows in self._batches(
-            "SELECT spans FROM span_batches WHERE last_second >= ? AND first_second <= ? AND instr(spans, ?)",
-            (second, second, trace_hex.encode()),
+            "SELECT spans FROM span_batches WHERE last_trace >= ?1 AND first_trace <= ?1"
+            " AND instr(trace_ids, ?1)",
+            (trace_hex,),
         ):
             for row in rows:
                 if row[0] == trace_hex:
