@@ -163,8 +163,8 @@ def span_row(s: RecordingSpan, trace_hex: str | None = None) -> tuple[object, ..
     """
     parent = s.parent_id
     return (
-        s._trace_id.to_bytes(16, "big").hex() if trace_hex is None else trace_hex,
-        s._span_id.to_bytes(8, "big").hex(),
+        s.trace_id.to_bytes(16, "big").hex() if trace_hex is None else trace_hex,
+        s.span_id.to_bytes(8, "big").hex(),
         None if parent is None else parent.to_bytes(8, "big").hex(),
         s.name,
         s.start_ns,
@@ -185,10 +185,10 @@ def batch_rows(spans: Sequence[RecordingSpan]) -> list[tuple[object, ...]]:
     last_id = -1
     last_hex = ""
     for s in spans:
-        if s._trace_id != last_id:
-            last_id = s._trace_id
+        if s.trace_id != last_id:
+            last_id = s.trace_id
             last_hex = last_id.to_bytes(16, "big").hex()
-        append((last_hex, s._span_id, s.parent_id or 0, s.name, s.start_ns, s.end_ns, s.status, s.attributes))
+        append((last_hex, s.span_id, s.parent_id or 0, s.name, s.start_ns, s.end_ns, s.status, s.attributes))
     return rows
 
 

@@ -122,19 +122,22 @@ class RecordingSpan(Span):
 
     __slots__ = (
         "_parent",
-        "_span_id",
         "_token",
-        "_trace_id",
         "_tracing",
         "attributes",
         "end_ns",
         "kind",
         "name",
         "parent_id",
+        "span_id",
         "start_ns",
         "status",
         "status_message",
+        "trace_id",
     )
+    # plain slots here (the base class's are properties that say 0): reading one is not a call
+    trace_id: int
+    span_id: int
 
     def __init__(
         self,
@@ -147,10 +150,10 @@ class RecordingSpan(Span):
     ) -> None:
         self._tracing = tracing
         self.name = name
-        self._trace_id = trace_id
-        self._span_id = _getrandbits(64) or 1
+        self.trace_id = trace_id
+        self.span_id = _getrandbits(64) or 1
         self._parent = parent
-        self.parent_id = parent._span_id if parent is not None else None
+        self.parent_id = parent.span_id if parent is not None else None
         self.kind = kind
         self.attributes = attributes
         self.status = "ok"
@@ -161,14 +164,6 @@ class RecordingSpan(Span):
 
     def is_recording(self) -> bool:
         return True
-
-    @property
-    def trace_id(self) -> int:
-        return self._trace_id
-
-    @property
-    def span_id(self) -> int:
-        return self._span_id
 
     def set_attribute(self, key: str, value: Any) -> None:
         if value is not None and not self.end_ns:
@@ -217,22 +212,20 @@ class RecordingSpan(Span):
                 _CURRENT.set(self._parent or NON_RECORDING)
 
     def __repr__(self) -> str:
-        return f"<RecordingSpan {self.name!r} {self._trace_id:032x}/{self._span_id:016x}>"
+        return f"<RecordingSpan {self.name!r} {self.trace_id:032x}/{self.span_id:016x}>"
 
 
-def current_span() -> Span:
-    """The span of the running step (:data:`NON_RECORDING` outside a recorded trace)."""
-    return _CURRENT.get()
+# The context variable's own methods, not Python functions that call them: these run on every request
+# (the middleware, InstrumentedModel), and a Python call costs more than what it wraps.
+current_span: Callable[[], Span] = _CURRENT.get
+"""``current_span()``: the span of the running step (:data:`NON_RECORDING` outside a recorded trace)."""
 
+use_span: Callable[[Span], Token[Span]] = _CURRENT.set
+"""``use_span(s)``: make ``s`` the current span in this context (the HTTP middleware's root); a token
+that :func:`reset_span` takes to undo it."""
 
-def use_span(s: Span) -> Token[Span]:
-    """Make ``s`` the current span in this context (the HTTP middleware's root); :func:`reset_span` undoes."""
-    return _CURRENT.set(s)
-
-
-def reset_span(token: Token[Span]) -> None:
-    """Undo :func:`use_span`."""
-    _CURRENT.reset(token)
+reset_span: Callable[[Token[Span]], None] = _CURRENT.reset
+"""``reset_span(token)``: undo :func:`use_span`."""
 
 
 def use_tracer(tracing: Tracing | None) -> None:
@@ -267,7 +260,7 @@ def span(name: str, **attrs: Any) -> Span:
             if type(value) not in _SCALARS:
                 attrs = clean_attributes(attrs)
                 break
-        return RecordingSpan(parent._tracing, name, parent._trace_id, parent, attrs)
+        return RecordingSpan(parent._tracing, name, parent.trace_id, parent, attrs)
     if parent is NON_RECORDING:
         tracing = _ACTIVE.get()
         if tracing is not None and tracing.sample():
