@@ -21,7 +21,7 @@ import statistics
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from operator import attrgetter, itemgetter
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -81,10 +81,9 @@ def _m3_span_batches(db: sqlite3.Connection) -> None:
     while rows := cursor.fetchmany(4096):
         _insert_batch(
             db,
-            [r[0] for r in rows],
             [
-                (int(s, 16), int(p, 16) if p else None, name, start, end, status, orjson.loads(attrs))
-                for _, s, p, name, start, end, status, attrs in rows
+                (t, int(s, 16), int(p, 16) if p else 0, name, start, end, status, orjson.loads(attrs))
+                for t, s, p, name, start, end, status, attrs in rows
             ],
         )
     db.execute("DROP TABLE spans")
@@ -99,9 +98,8 @@ SPAN_BATCHES = """CREATE TABLE span_batches (
     trace_ids TEXT NOT NULL,
     spans BLOB NOT NULL
 )"""
-"""One export batch a row. ``spans``: a JSON array of two arrays, the trace id (32 hex digits) of each
-span and each span's ``[span id, parent id (null for a root), name, start ns, end ns, status,
-attributes]``; ``first_trace`` and ``last_trace``: the
+"""One export batch a row. ``spans``: a JSON array of ``[trace id (32 hex digits), span id, parent id
+(0 for a root), name, start ns, end ns, status, attributes]``; ``first_trace`` and ``last_trace``: the
 smallest and largest trace id among them (the rows a trace can be in); ``max_start_ns``: its latest span
 start; ``roots``: its root spans; ``trace_ids``: the trace id of every span, end to end (what a lookup
 searches, a fourteenth of ``spans``)."""
@@ -176,27 +174,31 @@ def span_row(s: RecordingSpan, trace_hex: str | None = None) -> tuple[object, ..
     )
 
 
-def batch_columns(spans: Sequence[RecordingSpan]) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """The stored form of an export batch (:data:`SPAN_BATCHES`'s ``spans``): the trace id of each span,
-    and each span's other fields.
+def batch_rows(spans: Sequence[RecordingSpan]) -> list[tuple[object, ...]]:
+    """The stored form of every span of an export batch (:data:`SPAN_BATCHES`'s ``spans``).
 
-    Built by C loops (``map`` with ``attrgetter``, a dict's ``__getitem__``): a Python loop over the spans
-    was a sixth of the export thread's work. A trace id is formatted once however many of its spans
-    the batch holds (spans of 16 concurrent requests end interleaved, so they seldom come together).
+    The spans of one trace usually come together, so a trace id is formatted once for them; span ids
+    stay integers (0: no parent) and the attributes dicts go in as they are, made JSON with the rest.
     """
-    ids = list(map(_TRACE, spans))
-    hexes = {t: t.to_bytes(16, "big").hex() for t in set(ids)}
-    return list(map(hexes.__getitem__, ids)), list(map(_FIELDS, spans))
+    rows: list[tuple[object, ...]] = []
+    append = rows.append
+    last_id = -1
+    last_hex = ""
+    for s in spans:
+        if s.trace_id != last_id:
+            last_id = s.trace_id
+            last_hex = last_id.to_bytes(16, "big").hex()
+        append((last_hex, s.span_id, s.parent_id or 0, s.name, s.start_ns, s.end_ns, s.status, s.attributes))
+    return rows
 
 
-_TRACE = attrgetter("trace_id")
-_FIELDS = attrgetter("span_id", "parent_id", "name", "start_ns", "end_ns", "status", "attributes")
-_PARENT, _START = itemgetter(1), itemgetter(3)
+def _insert_batch(db: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> None:
+    """Store the :func:`batch_rows` of a batch as one row of ``span_batches``, with its bounds.
 
-
-def _insert_batch(db: sqlite3.Connection, trace_ids: list[str], rows: list[tuple[Any, ...]]) -> None:
-    """Store a batch in :func:`batch_columns`'s form as one row of ``span_batches``, with its bounds
-    (found by C loops too; ids of equal length order as their numbers do)."""
+    The bounds are found by C loops (``map`` with ``itemgetter``): generator expressions over the rows
+    cost the export thread a fifth of its work. Ids of equal length order as their numbers do.
+    """
+    trace_ids = list(map(_TRACE_ID, rows))
     db.execute(
         "INSERT INTO span_batches (first_trace, last_trace, max_start_ns, roots, trace_ids, spans)"
         " VALUES (?, ?, ?, ?, ?, ?)",
@@ -204,18 +206,14 @@ def _insert_batch(db: sqlite3.Connection, trace_ids: list[str], rows: list[tuple
             min(trace_ids),
             max(trace_ids),
             max(map(_START, rows)),
-            list(map(_PARENT, rows)).count(None),
+            list(map(_PARENT, rows)).count(0),
             "".join(trace_ids),
-            orjson.dumps((trace_ids, rows)),
+            orjson.dumps(rows),
         ),
     )
 
 
-def _decode(data: bytes) -> list[tuple[Any, ...]]:
-    """A stored batch's spans as rows: trace id, span id, parent id (``None`` for a root), name, start
-    ns, end ns, status, attributes."""
-    trace_ids, rows = orjson.loads(data)
-    return [(t, *r) for t, r in zip(trace_ids, rows, strict=True)]
+_TRACE_ID, _PARENT, _START = itemgetter(0), itemgetter(2), itemgetter(4)
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,9 +338,9 @@ class TraceStore:
         """Store finished spans, the batch as one row (and prune the oldest traces now and then)."""
         if not spans:
             return
-        trace_ids, rows = batch_columns(spans)
+        rows = batch_rows(spans)
         with self.db.transaction() as db:
-            _insert_batch(db, trace_ids, rows)
+            _insert_batch(db, rows)
         self._unpruned = prune_due(self, self._unpruned, len(spans))
 
     def prune(self) -> None:
@@ -373,10 +371,10 @@ class TraceStore:
             attributes,
         )
 
-    def _batches(self, sql: str, params: Sequence[Any] = ()) -> Iterator[list[tuple[Any, ...]]]:
+    def _batches(self, sql: str, params: Sequence[Any] = ()) -> Iterator[list[list[Any]]]:
         """The decoded ``spans`` of the ``span_batches`` rows that ``sql`` selects (one column)."""
         for (data,) in self.db.query(sql, params):
-            yield _decode(data)
+            yield orjson.loads(data)
 
     def recent(self, limit: int = 20) -> list[SpanRecord]:
         """The root spans of the most recent traces, newest first.
@@ -384,7 +382,7 @@ class TraceStore:
         Batches are read newest first until ``limit`` roots are found and no older batch can hold a
         root started later than the last of them.
         """
-        roots: dict[tuple[str, int], tuple[Any, ...]] = {}
+        roots: dict[tuple[str, int], list[Any]] = {}
         cutoff = -1  # the start of the limit-th newest root found so far
         with self.db.lock:
             batches = self.db.connection.execute(
@@ -393,8 +391,8 @@ class TraceStore:
             for max_start, data in batches:  # read lazily: usually the newest batch or few are enough
                 if max_start < cutoff:
                     break
-                for row in _decode(data):
-                    if row[2] is None:
+                for row in orjson.loads(data):
+                    if not row[2]:
                         roots.setdefault((row[0], row[1]), row)
                 if len(roots) >= limit:
                     cutoff = sorted(r[4] for r in roots.values())[-limit]
@@ -408,7 +406,7 @@ class TraceStore:
         hold it: at high traffic a handful of batches, at low traffic usually one.
         """
         trace_hex = trace_id.lower()
-        spans: dict[int, tuple[Any, ...]] = {}
+        spans: dict[int, list[Any]] = {}
         for rows in self._batches(
             "SELECT spans FROM span_batches WHERE last_trace >= ?1 AND first_trace <= ?1"
             " AND instr(trace_ids, ?1)",
