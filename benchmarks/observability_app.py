@@ -8,14 +8,16 @@
         .venv/bin/python benchmarks/observability_app.py --mode on --requests 4000
 
 The app is built as ``groundwork serve`` builds it (``Settings``, ``Container``, ``create_app``, the
-lifespan's warm-up, ``freeze_startup_heap``), with the configuration ``benchmarks/gateway.py`` gives its
-servers (``security.auth: false``, one OpenAI-compatible deployment), except that the model is served by
-``--upstream`` (a running ``benchmarks/fake_upstream.py``; by default the scripted fake chat model in
-process). ``--concurrency`` tasks then send ``POST /v1/chat/completions`` (wrk's body) straight to the
-ASGI app until ``--requests`` are answered, and the export queues are flushed; the script prints the
-process's CPU time and the main thread's per request. Under callgrind, the difference of the total
-instruction counts of two runs with different ``--requests``, divided by the difference in requests, is
-the instructions per request, every thread included; it does not care about other jobs on the machine.
+lifespan's warm-up, ``freeze_startup_heap``, ``raise_gc_threshold``), with the configuration
+``benchmarks/gateway.py`` gives its servers (``security.auth: false``, one OpenAI-compatible deployment),
+except that the model is served by ``--upstream`` (a running ``benchmarks/fake_upstream.py``; by default
+the scripted fake chat model in process). ``--concurrency`` tasks then send ``POST /v1/chat/completions``
+(wrk's body) straight to the ASGI app until ``--requests`` are answered, and the export queues are
+flushed; the script prints the process's CPU time and the main thread's per request, the garbage
+collector's collections and own time (``gc.callbacks``), and the peak RSS (``ru_maxrss``). Under
+callgrind, the difference of the total instruction counts of two runs with different ``--requests``,
+divided by the difference in requests, is the instructions per request, every thread included; it does
+not care about other jobs on the machine.
 
 Modes: ``off`` (``observability.enabled: false``), ``metrics`` (``sample_ratio: 0``), ``spans`` (every
 request traced, no trace store), ``on`` (the default: every request traced into the local trace store).
@@ -26,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -108,6 +111,14 @@ def callgrind_instrumentation(on: bool) -> None:
         raise SystemExit("callgrind_control failed: run under valgrind --tool=callgrind")
 
 
+def current_rss_mb() -> float:
+    """This process's resident set now, MB (``/proc/self/statm``)."""
+    import os
+
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--mode", choices=sorted(MODES), default="on")
@@ -128,12 +139,18 @@ def main() -> None:
         action="store_true",
         help="under valgrind --tool=callgrind --instr-atstart=no: instrument the measured requests only",
     )
+    parser.add_argument(
+        "--gc-threshold",
+        default="",
+        help="gc.set_threshold(...) instead of serve's raise_gc_threshold(), e.g. 700,10,10 for Python's "
+        "default",
+    )
     args = parser.parse_args()
 
     import uvloop
 
     from groundwork.api.app import create_app
-    from groundwork.api.server import freeze_startup_heap
+    from groundwork.api.server import freeze_startup_heap, raise_gc_threshold
     from groundwork.config import Settings
     from groundwork.container import Container
 
@@ -163,16 +180,23 @@ def main() -> None:
             if obs is not None:
                 await asyncio.to_thread(obs.tracing.force_flush, 30)
             freeze_startup_heap()
+            if args.gc_threshold:
+                gc.set_threshold(*(int(n) for n in args.gc_threshold.split(",")))
+            else:
+                raise_gc_threshold()
+            rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
             if args.callgrind:
                 callgrind_instrumentation(True)
             collections = [g["collections"] for g in gc.get_stats()]
-            gc_time = [0.0, 0.0]
+            gc_time = [0.0, 0.0, 0.0]  # total, the running collection's start, the longest
 
             def timed(phase: str, info: dict[str, int]) -> None:  # the collector's own time
                 if phase == "start":
                     gc_time[1] = time.thread_time()
                 else:
-                    gc_time[0] += time.thread_time() - gc_time[1]
+                    took = time.thread_time() - gc_time[1]
+                    gc_time[0] += took
+                    gc_time[2] = max(gc_time[2], took)
 
             gc.callbacks.append(timed)
             cpu, thread = time.process_time(), time.thread_time()
@@ -189,7 +213,14 @@ def main() -> None:
             print(
                 f"{args.mode}: {len(statuses)} requests, {len(bad)} not 200, "
                 f"{cpu * per_request:.1f} µs CPU/request (main thread {thread * per_request:.1f}); "
-                f"collections by generation: {collections}, {gc_time[0] * per_request:.1f} µs/request"
+                f"collections by generation: {collections}, {gc_time[0] * per_request:.1f} µs/request, "
+                f"the longest {gc_time[2] * 1e6:.0f} µs"
+            )
+            print(
+                f"gc thresholds {gc.get_threshold()}, counts at the end {gc.get_count()}; peak RSS "
+                f"{rss_before / 1024:.1f} MB before the measured requests, "
+                f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.1f} MB after; "
+                f"now {current_rss_mb():.1f} MB"
             )
             if obs is not None:
                 print(f"dropped {obs.tracing.dropped()}")

@@ -140,12 +140,14 @@ def test_feedback_export_without_ratings_says_how(served: tuple[Path, list[str]]
     assert r.exit_code == 2 and "POST /v1/feedback" in r.output
 
 
-def test_serve_freezes_the_start_up_heap_before_it_serves(
+def test_serve_freezes_the_start_up_heap_and_raises_the_gc_threshold_before_it_serves(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import gc
 
     import uvicorn
+
+    from groundwork.api.server import GC_YOUNG_THRESHOLD
 
     config = tmp_path / "groundwork.yaml"
     config.write_text(
@@ -154,14 +156,36 @@ def test_serve_freezes_the_start_up_heap_before_it_serves(
         "security: {auth: false}\n"
         "models: {default_group: fake, groups: {fake: [{provider: fake, model: fake}]}}\n"
     )
-    frozen_when_serving: list[int] = []
+    when_serving: list[tuple[int, tuple[int, int, int]]] = []
     monkeypatch.setattr(
-        uvicorn.Server, "run", lambda self, sockets=None: frozen_when_serving.append(gc.get_freeze_count())
+        uvicorn.Server,
+        "run",
+        lambda self, sockets=None: when_serving.append((gc.get_freeze_count(), gc.get_threshold())),
     )
+    thresholds = gc.get_threshold()
+    gc.set_threshold(700, 10, 10)  # Python's defaults
     gc.unfreeze()
     try:
         result = runner.invoke(app, ["serve", "--config", str(config), "--port", "0"])
         assert result.exit_code == 0, result.output
-        assert frozen_when_serving and frozen_when_serving[0] > 1000  # the modules, settings and app
+        assert len(when_serving) == 1
+        frozen, serving_thresholds = when_serving[0]
+        assert frozen > 1000  # the modules, settings and app
+        assert serving_thresholds == (GC_YOUNG_THRESHOLD, 10, 10)  # older generations as they were
+        assert GC_YOUNG_THRESHOLD > 700
     finally:
         gc.unfreeze()  # the rest of the test session collects as usual
+        gc.set_threshold(*thresholds)
+
+
+def test_raise_gc_threshold_sets_the_youngest_generation_only() -> None:
+    import gc
+
+    from groundwork.api.server import raise_gc_threshold
+
+    thresholds = gc.get_threshold()
+    try:
+        gc.set_threshold(700, 20, 30)
+        assert raise_gc_threshold(5000) == (5000, 20, 30) == gc.get_threshold()
+    finally:
+        gc.set_threshold(*thresholds)

@@ -331,7 +331,7 @@ def serve(
     import uvicorn
 
     from groundwork.api import create_app
-    from groundwork.api.server import freeze_startup_heap, server_config
+    from groundwork.api.server import freeze_startup_heap, raise_gc_threshold, server_config
 
     try:
         c = _container(config, data_dir, model)
@@ -342,6 +342,7 @@ def serve(
             c.observability.install_logging()  # JSON logs with request, trace and error ids
         uv_config = server_config(create_app(c), host, port, access_log=access_log)
         freeze_startup_heap()  # what start-up built lives as long as the process: out of the GC's walks
+        raise_gc_threshold()  # fewer young collections, each walking the requests in flight
         uvicorn.Server(uv_config).run()
     finally:
         c.close()
