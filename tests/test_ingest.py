@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -220,12 +221,15 @@ def test_embedding_overlaps_the_writes_of_the_previous_batch(
     assert sum(n for _, n in calls) == report.chunks_written
 
 
-@pytest.mark.parametrize(("seconds_per_call", "cap"), [(0.0, 70), (0.5, 70), (1.0, 100_000)])
+@pytest.mark.parametrize(("seconds_per_call", "cap"), [(0.0, 70), (0.5, 70), (None, 100_000)])
 def test_embedding_calls_take_what_was_collected_meanwhile(
-    tmp_path: Path, handbook: Path, seconds_per_call: float, cap: int
+    tmp_path: Path, handbook: Path, seconds_per_call: float | None, cap: int
 ) -> None:
     """A call starts once the embedder is free and 64 chunks wait, with everything collected since the
-    last call, up to ``embed_batch`` (then collecting waits): a slow embedder gets full calls."""
+    last call, up to ``embed_batch`` (then collecting waits): a slow embedder gets full calls.
+
+    ``seconds_per_call`` ``None``: the first call lasts until every file has been collected (however
+    slow parsing is on a loaded machine), so the second call must take all the rest."""
     import time
 
     from groundwork.rag.ingest import MIN_EMBED_CALL, Ingestor
@@ -234,16 +238,24 @@ def test_embedding_calls_take_what_was_collected_meanwhile(
     sizes: list[int] = []  # chunks per call (the copies' identical texts are embedded once in a call)
     ingestor = Ingestor(c.documents, c.vectors, c.embedder, c.settings.chunking, embed_batch=cap)
     real_embed = ingestor._embed_batch
+    all_collected = threading.Event()
+
+    def progress(path: str, done: int, total: int) -> None:
+        if done == total:
+            all_collected.set()
 
     def embed(batch):  # type: ignore[no-untyped-def]
         sizes.append(sum(len(p.chunks) for p in batch))
-        time.sleep(seconds_per_call)
+        if seconds_per_call is not None:
+            time.sleep(seconds_per_call)
+        elif len(sizes) == 1:
+            assert all_collected.wait(timeout=60)
         return real_embed(batch)
 
     ingestor._embed_batch = embed  # type: ignore[method-assign]
     for n in range(6):  # more files: six copies of the handbook
         shutil.copytree(handbook, tmp_path / f"copy{n}")
-    report = ingestor.ingest_paths([tmp_path / f"copy{n}" for n in range(6)])
+    report = ingestor.ingest_paths([tmp_path / f"copy{n}" for n in range(6)], progress=progress)
     stored = c.documents.list_documents()
     c.close()
     biggest = max(d.chunk_count for d in stored)
