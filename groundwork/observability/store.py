@@ -5,13 +5,14 @@
 keeps the last ``retention`` traces.
 
 Spans are written the way they arrive: one row per export batch (:data:`SPAN_BATCHES`), its spans as
-one JSON array, with the bounds that reading needs (which seconds its trace ids were started in, the
-latest start, how many roots). A span as a row of its own cost the export thread three to four times
-as much CPU (two indexes of text ids updated per span, a JSON text per span): on a gateway answering
-thousands of requests a second that was the largest part of tracing's cost. Reading pays instead, and
-reading is rare: ``traces show`` and feedback find a trace's batches by the second in its id (trace
-ids start with their root's Unix time, :func:`~groundwork.observability.tracing.new_trace_id`) and
-decode only those; ``traces list`` decodes the newest batches; ``stats`` decodes the period it covers.
+one JSON array, with what reading needs (the smallest and largest trace id, the trace id of every
+span, the latest start, how many roots). A span as a row of its own cost the export thread three to
+four times as much CPU (two indexes of text ids updated per span, a JSON text per span): on a gateway
+answering thousands of requests a second that was the largest part of tracing's cost. Reading pays
+instead, and reading is rare: ``traces show`` and feedback decode only the batches whose id range
+takes the trace in and whose ids hold it (trace ids start with their root's Unix time,
+:func:`~groundwork.observability.tracing.new_trace_id`, so batches written far apart do not overlap);
+``traces list`` decodes the newest batches; ``stats`` decodes the period it covers.
 """
 
 from __future__ import annotations
