@@ -135,6 +135,12 @@ def main() -> None:
         "runs ~50 times slower, use a large one so that batches are as large as at full speed)",
     )
     parser.add_argument(
+        "--wake-at",
+        type=int,
+        default=0,
+        help="wake the export threads when this many spans wait (default: theirs, half the queue)",
+    )
+    parser.add_argument(
         "--callgrind",
         action="store_true",
         help="under valgrind --tool=callgrind --instr-atstart=no: instrument the measured requests only",
@@ -173,6 +179,9 @@ def main() -> None:
     if obs is not None and args.export_delay:
         for queue in obs.tracing.queues.values():
             queue.delay_s = args.export_delay
+    if obs is not None and args.wake_at:
+        for queue in obs.tracing.queues.values():
+            queue._wake_at = args.wake_at
 
     async def run() -> None:
         async with app.router.lifespan_context(app):
@@ -200,10 +209,14 @@ def main() -> None:
 
             gc.callbacks.append(timed)
             cpu, thread = time.process_time(), time.thread_time()
+            usage = resource.getrusage(resource.RUSAGE_THREAD)  # the main thread's user and system time
             statuses = await drive(app, args.requests, args.concurrency)
             if obs is not None:
                 await asyncio.to_thread(obs.tracing.force_flush, 30)
             cpu, thread = time.process_time() - cpu, time.thread_time() - thread
+            after = resource.getrusage(resource.RUSAGE_THREAD)
+            main_user, main_system = after.ru_utime - usage.ru_utime, after.ru_stime - usage.ru_stime
+            faults = after.ru_minflt - usage.ru_minflt
             if args.callgrind:
                 callgrind_instrumentation(False)
             bad = [s for s in statuses if s != 200]
@@ -212,7 +225,9 @@ def main() -> None:
             per_request = 1e6 / args.requests
             print(
                 f"{args.mode}: {len(statuses)} requests, {len(bad)} not 200, "
-                f"{cpu * per_request:.1f} µs CPU/request (main thread {thread * per_request:.1f}); "
+                f"{cpu * per_request:.1f} µs CPU/request (main thread {thread * per_request:.1f}: user "
+                f"{main_user * per_request:.1f}, system {main_system * per_request:.1f}, "
+                f"{faults / args.requests:.2f} page faults); "
                 f"collections by generation: {collections}, {gc_time[0] * per_request:.1f} µs/request, "
                 f"the longest {gc_time[2] * 1e6:.0f} µs"
             )
