@@ -145,8 +145,8 @@ class ExportQueue:
             take = buffer.popleft
             while buffer and not self._abandon:
                 n = min(len(buffer), self.batch_size)
-                # popleft n times in C (a comprehension ran a Python loop per span); each popleft is
-                # atomic, so spans the event loop appends meanwhile wait for the next batch
+                # popleft n times (in C); each popleft is atomic, so spans the event loop appends
+                # meanwhile wait for the next batch
                 self._export(list(map(call, repeat(take, n))))
         finally:
             self._exporting = False
