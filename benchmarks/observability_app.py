@@ -119,6 +119,31 @@ def current_rss_mb() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+def tune_queues(queues: Any, args: argparse.Namespace, graveyard: list[Any]) -> None:
+    """Apply ``--export-delay`` and ``--wake-at`` to the export queues; with ``--free-on-loop`` make each
+    hand its exported batches to ``graveyard`` (their last reference), so that the event loop, which
+    empties it, frees the span records rather than the export thread."""
+    for queue in queues:
+        if args.export_delay:
+            queue.delay_s = args.export_delay
+        if args.wake_at:
+            queue._wake_at = args.wake_at
+        if args.free_on_loop:
+
+            def export_keeping(batch: Any, export: Any = queue._export) -> None:
+                export(batch)
+                graveyard.append(batch)
+
+            queue._export = export_keeping
+
+
+async def bury(graveyard: list[Any]) -> None:
+    """Empty ``graveyard`` every 10 ms, on the event loop (with ``--free-on-loop``)."""
+    while True:
+        await asyncio.sleep(0.01)
+        graveyard.clear()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--mode", choices=sorted(MODES), default="on")
@@ -139,6 +164,11 @@ def main() -> None:
         type=int,
         default=0,
         help="wake the export threads when this many spans wait (default: theirs, half the queue)",
+    )
+    parser.add_argument(
+        "--free-on-loop",
+        action="store_true",
+        help="an experiment: exported span records are freed by the event loop, not the export thread",
     )
     parser.add_argument(
         "--callgrind",
@@ -176,14 +206,12 @@ def main() -> None:
     container = Container(settings)
     app = create_app(container)
     obs = container.observability
-    if obs is not None and args.export_delay:
-        for queue in obs.tracing.queues.values():
-            queue.delay_s = args.export_delay
-    if obs is not None and args.wake_at:
-        for queue in obs.tracing.queues.values():
-            queue._wake_at = args.wake_at
+    graveyard: list[Any] = []
+    if obs is not None:
+        tune_queues(obs.tracing.queues.values(), args, graveyard)
 
     async def run() -> None:
+        burying = asyncio.ensure_future(bury(graveyard))
         async with app.router.lifespan_context(app):
             statuses = await drive(app, args.warmup, args.concurrency)
             if obs is not None:
@@ -239,6 +267,7 @@ def main() -> None:
             )
             if obs is not None:
                 print(f"dropped {obs.tracing.dropped()}")
+        burying.cancel()
 
     uvloop.run(run())
     container.close()
