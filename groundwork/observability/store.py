@@ -156,15 +156,14 @@ class Stats:
         return self.cache_hits / self.cache_lookups if self.cache_lookups else 0.0
 
 
-def span_row(s: RecordingSpan, trace_hex: str | None = None) -> tuple[object, ...]:
-    """The stored columns of a finished span (ids as hex text, attributes as a JSON text).
-
-    ``trace_hex`` is the span's trace id already formatted, when the caller has it. Ids are formatted
-    with ``int.to_bytes`` and ``bytes.hex``: half the CPU of ``f"{id:016x}"`` (format-spec parsing).
+def span_row(s: RecordingSpan) -> tuple[object, ...]:
+    """A finished span as a row of its own (ids as hex text, attributes as a JSON text): the PostgreSQL
+    store's form. Ids are formatted with ``int.to_bytes`` and ``bytes.hex``: half the CPU of
+    ``f"{id:016x}"`` (format-spec parsing).
     """
     parent = s.parent_id
     return (
-        s.trace_id.to_bytes(16, "big").hex() if trace_hex is None else trace_hex,
+        s.trace_id.to_bytes(16, "big").hex(),
         s.span_id.to_bytes(8, "big").hex(),
         None if parent is None else parent.to_bytes(8, "big").hex(),
         s.name,
