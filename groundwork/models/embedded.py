@@ -115,6 +115,13 @@ def resolve_precision(precision: str, cpuinfo: str | None = None) -> str:
     return "bf16" if cpu_has_bf16_units(cpuinfo) else "fp32"
 
 
+def _check_query_precision(query_precision: str) -> None:
+    if query_precision not in QUERY_PRECISIONS:
+        raise ValueError(
+            f"query_precision must be one of {', '.join(QUERY_PRECISIONS)}, not {query_precision!r}"
+        )
+
+
 def _onnx_file_name(precision: str = "fp32") -> str:
     """The exported model's file name, keyed by every version that shapes its graph and weights."""
     versions = [f"export{ONNX_EXPORT_VERSION}"]
@@ -273,10 +280,7 @@ class MiniLMEmbedder(EmbeddingModel):
             raise ValueError(
                 f"query_runtime must be one of {', '.join(QUERY_RUNTIMES)}, not {query_runtime!r}"
             )
-        if query_precision not in QUERY_PRECISIONS:
-            raise ValueError(
-                f"query_precision must be one of {', '.join(QUERY_PRECISIONS)}, not {query_precision!r}"
-            )
+        _check_query_precision(query_precision)
         self.name = "all-MiniLM-L6-v2"
         self.dimensions = 384
         self.max_tokens = 256
@@ -494,10 +498,7 @@ class MiniLMEmbedder(EmbeddingModel):
     def short_calls(self, query_precision: QueryPrecision) -> EmbeddingModel:
         """This embedder with its short calls on the ONNX model of ``query_precision`` (same torch model,
         tokenizer and large calls): the semantic cache's questions in int8 while retrieval stays fp32."""
-        if query_precision not in QUERY_PRECISIONS:
-            raise ValueError(
-                f"query_precision must be one of {', '.join(QUERY_PRECISIONS)}, not {query_precision!r}"
-            )
+        _check_query_precision(query_precision)
         return _ShortCalls(self, query_precision)
 
     def _onnx_session(self, precision: QueryPrecision) -> Any:
