@@ -42,6 +42,7 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -110,6 +111,13 @@ def export_counts(port: int) -> dict[str, float]:
     return counts
 
 
+def add_counts(totals: dict[str, dict[str, float]], name: str, counts: dict[str, float]) -> None:
+    """Add one server's :func:`export_counts` to the variant's totals."""
+    row = totals.setdefault(name, {})
+    for key, value in counts.items():
+        row[key] = row.get(key, 0.0) + value
+
+
 def _cost(value: float, base: float) -> str:
     return f"{(1 - value / base) * 100:.1f}%"
 
@@ -134,6 +142,91 @@ def _variants(args: argparse.Namespace) -> list[Variant]:
         vname, _, vpath = spec.partition("=")
         variants.append(Variant(vname, False, 1.0, str(Path(vpath).resolve())))
     return variants
+
+
+def _start_all(
+    procs: Processes, args: argparse.Namespace, work: Path, upstream: int, variants: list[Variant], tag: str
+) -> dict[str, Any]:
+    """One warmed-up ``groundwork serve`` per variant, on CPU 1 (``tag`` makes its name and data dir new)."""
+    started = {
+        v.name: start_groundwork(
+            procs,
+            args.groundwork,
+            work,
+            upstream,
+            "1",
+            v.on,
+            v.sample_ratio,
+            name=f"gw{i}{tag}",
+            pythonpath=v.pythonpath,
+            observability_extra=v.extra,
+        )
+        for i, v in enumerate(variants)
+    }
+    for name, t in started.items():  # warm-up
+        settle(run_wrk(name, f"http://{HOST}:{t.port}/v1/chat/completions", "", "non-stream", 16, 2, 10))
+    return started
+
+
+def _report(
+    args: argparse.Namespace,
+    variants: list[Variant],
+    concurrency: list[int],
+    load: list[str],
+    rps: dict[tuple[str, int], list[float]],
+    cpu_ms: dict[tuple[str, int], list[float]],
+    per_thread: dict[tuple[str, int, str], list[list[float]]],
+    exports: dict[str, dict[str, float]],
+) -> None:
+    """The markdown report on stdout."""
+    print(
+        f"- rounds: {args.rounds} x {args.duration:g} s per variant and concurrency; load: {' | '.join(load)}"
+    )
+    print(
+        "\n| variant | c | req/s per round | median req/s | req/s cost vs off "
+        "| CPU ms/request per round | median CPU ms/request | CPU cost vs off |"
+        "\n|---|---:|---|---:|---:|---|---:|---:|"
+    )
+    for v in variants:
+        for c in concurrency:
+            values, cpus = rps[(v.name, c)], cpu_ms[(v.name, c)]
+            med, base = statistics.median(values), statistics.median(rps[("off", c)])
+            cmed, cbase = statistics.median(cpus), statistics.median(cpu_ms[("off", c)])
+            cost = "-" if v.name == "off" else _cost(med, base)
+            ccost = "-" if v.name == "off" else _cost(cbase, cmed)
+            print(
+                f"| {v.name} | {c} | {', '.join(f'{x:.0f}' for x in values)} | {med:.1f} | {cost} "
+                f"| {', '.join(f'{x:.3f}' for x in cpus)} | {cmed:.3f} | {ccost} |"
+            )
+    print(
+        "\nPaired by round (the servers of one round ran minutes apart at most; with ``--fresh`` they "
+        "were new processes): each round's CPU ms per request against the same round's ``off``\n\n"
+        "| variant | c | ratio per round | median ratio | rounds above 1.05 |\n|---|---:|---|---:|---:|"
+    )
+    for v in variants:
+        if v.name == "off":
+            continue
+        for c in concurrency:
+            ratios = [a / b for a, b in zip(cpu_ms[(v.name, c)], cpu_ms[("off", c)], strict=True)]
+            print(
+                f"| {v.name} | {c} | {', '.join(f'{x:.3f}' for x in ratios)} | "
+                f"{statistics.median(ratios):.3f} | {sum(x > 1.05 for x in ratios)} of {len(ratios)} |"
+            )
+    if args.threads:
+        print(
+            "\nBy thread, medians over the rounds, per request: user and system CPU µs, voluntary and "
+            "involuntary context switches\n\n| variant | c | thread | user µs | system µs | voluntary cs "
+            "| involuntary cs |\n|---|---:|---|---:|---:|---:|---:|"
+        )
+        for (name, c, thread), rows in per_thread.items():
+            meds = [statistics.median(r[i] for r in rows) for i in range(4)]
+            print(
+                f"| {name} | {c} | {thread} | {meds[0] * 1e6:.1f} | {meds[1] * 1e6:.1f} | {meds[2]:.3f} "
+                f"| {meds[3]:.3f} |"
+            )
+    print("\nSpans dropped (queue full) and failed exports at the end, by server:\n")
+    for name, counts in exports.items():
+        print(f"- {name}: {', '.join(f'{k} {v:g}' for k, v in counts.items()) or 'none (0)'}")
 
 
 def main() -> None:
@@ -175,6 +268,13 @@ def main() -> None:
         help="add variants that tell the parts apart: metrics only (sample_ratio 0), spans without the "
         "trace store",
     )
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="start every server anew each round (then stop it): two processes of the same code can "
+        "differ by several percent for the whole of their lives (memory layout, hash seed), so a "
+        "difference between two long-lived servers is partly theirs, not the code's",
+    )
     args = parser.parse_args()
     concurrency = [int(c) for c in args.concurrency.split(",")]
     variants = _variants(args)
@@ -182,31 +282,17 @@ def main() -> None:
     cpu_ms: dict[tuple[str, int], list[float]] = {}
     per_thread: dict[tuple[str, int, str], list[list[float]]] = {}
     load = [_loadavg()]
+    exports: dict[str, dict[str, float]] = {}
     with _workdir() as work:
         procs = Processes(work)
         try:
             upstream = start_upstream(procs, sys.executable, "0")
-            targets = {
-                v.name: start_groundwork(
-                    procs,
-                    args.groundwork,
-                    work,
-                    upstream.port,
-                    "1",
-                    v.on,
-                    v.sample_ratio,
-                    name=f"gw{i}",
-                    pythonpath=v.pythonpath,
-                    observability_extra=v.extra,
-                )
-                for i, v in enumerate(variants)
-            }
-            for name, t in targets.items():  # warm-up
-                settle(
-                    run_wrk(name, f"http://{HOST}:{t.port}/v1/chat/completions", "", "non-stream", 16, 2, 10)
-                )
+
+            targets = {} if args.fresh else _start_all(procs, args, work, upstream.port, variants, "")
             rng = random.Random(0)
             for r in range(args.rounds):
+                if args.fresh:  # new processes (new memory layout, hash seed, data dir) every round
+                    targets = _start_all(procs, args, work, upstream.port, variants, f"r{r + 1}")
                 order = list(targets)
                 rng.shuffle(order)
                 for name in order:
@@ -234,43 +320,18 @@ def main() -> None:
                             file=sys.stderr,
                         )
                 load.append(_loadavg())
-            exports = {v.name: export_counts(targets[v.name].port) for v in variants if v.on}
+                if args.fresh:
+                    for v in variants:
+                        if v.on:
+                            add_counts(exports, v.name, export_counts(targets[v.name].port))
+                        procs.stop(targets[v.name].proc)
+            if not args.fresh:
+                for v in variants:
+                    if v.on:
+                        add_counts(exports, v.name, export_counts(targets[v.name].port))
         finally:
             procs.stop_all()
-    print(
-        f"- rounds: {args.rounds} x {args.duration:g} s per variant and concurrency; load: {' | '.join(load)}"
-    )
-    print(
-        "\n| variant | c | req/s per round | median req/s | req/s cost vs off "
-        "| CPU ms/request per round | median CPU ms/request | CPU cost vs off |"
-        "\n|---|---:|---|---:|---:|---|---:|---:|"
-    )
-    for v in variants:
-        for c in concurrency:
-            values, cpus = rps[(v.name, c)], cpu_ms[(v.name, c)]
-            med, base = statistics.median(values), statistics.median(rps[("off", c)])
-            cmed, cbase = statistics.median(cpus), statistics.median(cpu_ms[("off", c)])
-            cost = "-" if v.name == "off" else _cost(med, base)
-            ccost = "-" if v.name == "off" else _cost(cbase, cmed)
-            print(
-                f"| {v.name} | {c} | {', '.join(f'{x:.0f}' for x in values)} | {med:.1f} | {cost} "
-                f"| {', '.join(f'{x:.3f}' for x in cpus)} | {cmed:.3f} | {ccost} |"
-            )
-    if args.threads:
-        print(
-            "\nBy thread, medians over the rounds, per request: user and system CPU µs, voluntary and "
-            "involuntary context switches\n\n| variant | c | thread | user µs | system µs | voluntary cs "
-            "| involuntary cs |\n|---|---:|---|---:|---:|---:|---:|"
-        )
-        for (name, c, thread), rows in per_thread.items():
-            med = [statistics.median(r[i] for r in rows) for i in range(4)]
-            print(
-                f"| {name} | {c} | {thread} | {med[0] * 1e6:.1f} | {med[1] * 1e6:.1f} | {med[2]:.3f} "
-                f"| {med[3]:.3f} |"
-            )
-    print("\nSpans dropped (queue full) and failed exports at the end, by server:\n")
-    for name, counts in exports.items():
-        print(f"- {name}: {', '.join(f'{k} {v:g}' for k, v in counts.items()) or 'none (0)'}")
+    _report(args, variants, concurrency, load, rps, cpu_ms, per_thread, exports)
 
 
 if __name__ == "__main__":
