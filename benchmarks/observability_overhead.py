@@ -10,7 +10,17 @@ one fake upstream (CPU 0) and one ``groundwork serve`` per variant (all on CPU 1
 time), then ``--rounds`` rounds in which every variant gets a ``--duration`` s ``wrk`` run (non-streamed,
 ``benchmarks/wrk/chat.lua``) at each concurrency, in a shuffled order, after a warm-up.
 
-Two figures per variant, each the median over the rounds, and their cost against ``off``:
+Two options against this VM's noise, which moves a server's CPU per request by ±15% from one run to
+the next:
+
+* ``--together``: every server is loaded at once (one ``wrk`` each, all of them on CPU 1 sharing it), so
+  whatever slows the machine during a round slows every variant alike;
+* ``--fresh``: every server is started anew each round (and stopped after it): two processes of the
+  same code differ for their whole lives (memory layout, hash seed), so long-lived servers carry that
+  difference into every round.
+
+Two figures per variant, each the median over the rounds, and their cost against ``off``, then each
+round's CPU per request against the same round's ``off`` (paired):
 
 * **req/s** (wrk's): what issue 7 asks for, but on a shared machine it swings by ±30% from round to
   round with whatever else runs on CPU 1;
@@ -40,6 +50,7 @@ import statistics
 import sys
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -168,6 +179,53 @@ def _start_all(
     return started
 
 
+def _measure(
+    group: list[str],
+    targets: dict[str, Any],
+    c: int,
+    args: argparse.Namespace,
+    r: int,
+    rps: dict[tuple[str, int], list[float]],
+    cpu_ms: dict[tuple[str, int], list[float]],
+    per_thread: dict[tuple[str, int, str], list[list[float]]],
+) -> None:
+    """One ``wrk`` run per server in ``group``, all at the same time, and each server's CPU per request."""
+    pids = {name: targets[name].proc.pid for name in group}
+    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    threads_before = {name: thread_counters(pid) if args.threads else {} for name, pid in pids.items()}
+    with ThreadPoolExecutor(len(group)) as pool:
+        futures = {
+            name: pool.submit(
+                run_wrk,
+                name,
+                f"http://{HOST}:{targets[name].port}/v1/chat/completions",
+                "",
+                "non-stream",
+                c,
+                args.duration,
+                10,
+            )
+            for name in group
+        }
+        points = {name: f.result() for name, f in futures.items()}
+    settle(max(points.values(), key=lambda p: p.concurrency / max(p.rps, 1.0)))
+    time.sleep(1.0)  # the export thread's next batch (every 0.5 s) lands in this window
+    for name, point in points.items():
+        per_request = (cpu_seconds(pids[name]) - before[name]) * 1000 / max(point.requests, 1)
+        if args.threads:
+            for thread, now in thread_counters(pids[name]).items():
+                was = threads_before[name].get(thread, [0.0] * 4)
+                per_thread.setdefault((name, c, thread), []).append(
+                    [(a - b) / max(point.requests, 1) for a, b in zip(now, was, strict=True)]
+                )
+        rps.setdefault((name, c), []).append(point.rps)
+        cpu_ms.setdefault((name, c), []).append(per_request)
+        print(
+            f"round {r + 1} {name:24} c={c:<3} {point.rps:8.1f} req/s {per_request:6.3f} CPU ms/request",
+            file=sys.stderr,
+        )
+
+
 def _report(
     args: argparse.Namespace,
     variants: list[Variant],
@@ -269,6 +327,12 @@ def main() -> None:
         "trace store",
     )
     parser.add_argument(
+        "--together",
+        action="store_true",
+        help="load every server at once (one wrk each; they share CPU 1) instead of one after the other: "
+        "whatever slows the machine meanwhile slows them all alike",
+    )
+    parser.add_argument(
         "--fresh",
         action="store_true",
         help="start every server anew each round (then stop it): two processes of the same code can "
@@ -295,30 +359,9 @@ def main() -> None:
                     targets = _start_all(procs, args, work, upstream.port, variants, f"r{r + 1}")
                 order = list(targets)
                 rng.shuffle(order)
-                for name in order:
-                    url = f"http://{HOST}:{targets[name].port}/v1/chat/completions"
-                    proc = targets[name].proc
-                    assert proc is not None
-                    for c in concurrency:
-                        before = cpu_seconds(proc.pid)
-                        threads_before = thread_counters(proc.pid) if args.threads else {}
-                        point = run_wrk(name, url, "", "non-stream", c, args.duration, 10)
-                        settle(point)
-                        time.sleep(1.0)  # the export thread's next batch (every 0.5 s) lands in this window
-                        per_request = (cpu_seconds(proc.pid) - before) * 1000 / max(point.requests, 1)
-                        if args.threads:
-                            for thread, now in thread_counters(proc.pid).items():
-                                was = threads_before.get(thread, [0.0] * 4)
-                                per_thread.setdefault((name, c, thread), []).append(
-                                    [(a - b) / max(point.requests, 1) for a, b in zip(now, was, strict=True)]
-                                )
-                        rps.setdefault((name, c), []).append(point.rps)
-                        cpu_ms.setdefault((name, c), []).append(per_request)
-                        print(
-                            f"round {r + 1} {name:24} c={c:<3} {point.rps:8.1f} req/s "
-                            f"{per_request:6.3f} CPU ms/request",
-                            file=sys.stderr,
-                        )
+                for c in concurrency:
+                    for group in [order] if args.together else [[name] for name in order]:
+                        _measure(group, targets, c, args, r, rps, cpu_ms, per_thread)
                 load.append(_loadavg())
                 if args.fresh:
                     for v in variants:
