@@ -156,9 +156,19 @@ def _variants(args: argparse.Namespace) -> list[Variant]:
 
 
 def _start_all(
-    procs: Processes, args: argparse.Namespace, work: Path, upstream: int, variants: list[Variant], tag: str
+    procs: Processes,
+    args: argparse.Namespace,
+    work: Path,
+    upstream: int,
+    variants: list[Variant],
+    tag: str,
+    rng: random.Random | None = None,
 ) -> dict[str, Any]:
-    """One warmed-up ``groundwork serve`` per variant, on CPU 1 (``tag`` makes its name and data dir new)."""
+    """One warmed-up ``groundwork serve`` per variant, on CPU 1 (``tag`` makes its name and data dir new),
+    started in a shuffled order when ``rng`` is given (the first started and the last differ a little)."""
+    variants = list(variants)
+    if rng is not None:
+        rng.shuffle(variants)
     started = {
         v.name: start_groundwork(
             procs,
@@ -356,7 +366,7 @@ def main() -> None:
             rng = random.Random(0)
             for r in range(args.rounds):
                 if args.fresh:  # new processes (new memory layout, hash seed, data dir) every round
-                    targets = _start_all(procs, args, work, upstream.port, variants, f"r{r + 1}")
+                    targets = _start_all(procs, args, work, upstream.port, variants, f"r{r + 1}", rng)
                 order = list(targets)
                 rng.shuffle(order)
                 for c in concurrency:

@@ -75,6 +75,32 @@ def test_the_request_metrics_keep_their_names_and_labels() -> None:
         assert line in text, line
 
 
+def test_cache_and_guard_hooks_count_per_label_set_from_any_thread() -> None:
+    import threading
+
+    m = Metrics()
+
+    def lookups() -> None:
+        for i in range(20_000):
+            m.cache_lookup("chat", "miss" if i % 2 else "exact")
+            m.guard_decision("pii", "allow")
+
+    threads = [threading.Thread(target=lookups) for _ in range(4)]
+    for t in threads:
+        t.start()
+    lookups()  # and this thread at the same time
+    for t in threads:
+        t.join()
+    text = m.render().decode()
+    for line in (
+        'groundwork_cache_lookups_total{kind="chat",result="miss"} 50000.0',
+        'groundwork_cache_lookups_total{kind="chat",result="exact"} 50000.0',
+        'groundwork_guard_decisions_total{decision="allow",guard="pii"} 100000.0',
+    ):
+        assert line in text, line
+    assert m.cache.labels_of(("chat", "miss")) is m.cache.labels("chat", "miss")
+
+
 def test_an_instrumented_model_counts_each_call_by_outcome_and_annotates_the_request_span() -> None:
     import asyncio
 

@@ -4,11 +4,13 @@
 (hits, misses, guard trips) and the span export queues, so those parts report without importing this.
 
 The metrics every request updates (requests, their latency, requests in flight, model latency, time to
-first token, tokens, cost) are :class:`LoopCounter`, :class:`LoopHistogram` and :class:`LoopGauge`:
-plain numbers that the event loop updates without a lock, read when scraped. A ``prometheus_client``
-metric takes a lock and goes through several Python calls for every update (a histogram two locks):
-on a request they cost as much as the rest of the metrics and tracing together. The others stay
-``prometheus_client`` metrics, updated from any thread.
+first token, tokens, cost, cache lookups, guard decisions) are :class:`LoopCounter`,
+:class:`LoopHistogram` and :class:`LoopGauge`: plain numbers updated without a lock, read when scraped.
+A ``prometheus_client`` metric takes a lock and goes through several Python calls for every update (a
+histogram two locks): on a request they cost as much as the rest of the metrics and tracing together.
+An update is ``series.value += n``: a load, an add and a store that CPython's GIL never separates (it
+switches threads only at calls and backward jumps), so a worker thread's update (a cache lookup in the
+RAG path) is not lost either. The others stay ``prometheus_client`` metrics, updated from any thread.
 """
 
 from __future__ import annotations
@@ -100,6 +102,12 @@ class _LoopMetric(Collector, Generic[S]):
         if series is None:
             series = self._series.setdefault(key, self._new())
         return series
+
+    def labels_of(self, values: tuple[str, ...]) -> S:
+        """:meth:`labels` for a tuple of label values that are strings already: one dict look-up when the
+        series exists (for hooks called on every request with labels that vary)."""
+        series = self._series.get(values)
+        return series if series is not None else self.labels(*values)
 
     def describe(self) -> list[Metric]:
         return []  # no duplicate-name check against the registry's other collectors
@@ -229,11 +237,11 @@ class Metrics:
         )
         self.tokens = LoopCounter("groundwork_tokens", "Tokens by direction.", ["model", "direction"], r)
         self.cost = LoopCounter("groundwork_cost", "Cost of model calls (deployment prices).", ["model"], r)
-        self.cache = Counter(
+        self.cache = LoopCounter(
             "groundwork_cache_lookups",
             "Cache lookups by kind and result (exact|semantic|miss).",
             ["kind", "result"],
-            registry=r,
+            r,
         )
         self.guard_trips = Counter(
             "groundwork_cache_guard_trips",
@@ -265,11 +273,8 @@ class Metrics:
             ["limit"],
             registry=r,
         )
-        self.guard_decisions = Counter(
-            "groundwork_guard_decisions",
-            "Input and output guard decisions.",
-            ["guard", "decision"],
-            registry=r,
+        self.guard_decisions = LoopCounter(
+            "groundwork_guard_decisions", "Input and output guard decisions.", ["guard", "decision"], r
         )
         self.ingested_documents = Counter(
             "groundwork_ingested_documents", "Documents ingested, by outcome.", ["outcome"], registry=r
@@ -299,7 +304,7 @@ class Metrics:
     # -- hooks of other parts ----------------------------------------------------------------------
 
     def cache_lookup(self, kind: str, result: str) -> None:
-        self.cache.labels(kind, result).inc()
+        self.cache.labels_of((kind, result)).value += 1
 
     def cache_guard_trip(self, reason: str) -> None:
         self.guard_trips.labels(reason).inc()
@@ -328,7 +333,7 @@ class Metrics:
 
     def guard_decision(self, guard: str, decision: str) -> None:
         """For the guards: ``decision`` is e.g. ``allow``, ``block`` or ``redact``."""
-        self.guard_decisions.labels(guard, decision).inc()
+        self.guard_decisions.labels_of((guard, decision)).value += 1
 
     def ingestion(self, documents_ok: int, documents_failed: int, chunks: int) -> None:
         """For ingestion: documents written and failed, chunks written."""
