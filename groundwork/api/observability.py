@@ -87,7 +87,10 @@ class ObservabilityMiddleware:
                     if name == TRACE_HEADER:
                         break
                 else:
-                    headers.append((TRACE_HEADER, b"%032x" % root.trace_id))
+                    # not b"%032x" %: bytes formatting is a large piece of C that nothing else on the
+                    # request path runs, so it is cold (callgrind: ~24 LL misses a request); bytes.hex
+                    # and str.encode are the request id's, warm
+                    headers.append((TRACE_HEADER, root.trace_id.to_bytes(16, "big").hex().encode()))
                 if outcome is not None and outcome.status != "bypass":
                     headers.append((CACHE_HEADER, outcome.status.encode()))
                 message["headers"] = headers
