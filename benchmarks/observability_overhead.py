@@ -1,6 +1,9 @@
 """Throughput cost of observability, measured A/B on one machine: tracing and metrics off vs on.
 
     PYTHONPATH=. .venv/bin/python benchmarks/observability_overhead.py --rounds 4 --duration 3
+    # the steadiest form on a noisy VM (~20 minutes): new servers each round, all loaded at once
+    PYTHONPATH=. .venv/bin/python benchmarks/observability_overhead.py --rounds 16 --duration 6 \
+        --sample-ratios "" --concurrency 16 --fresh --together --controls
     # the same, with the code of another checkout as one more variant ("before", old code side by side):
     PYTHONPATH=. .venv/bin/python benchmarks/observability_overhead.py --baseline /tmp/old-checkout
 
