@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+import platform
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -369,3 +371,21 @@ def test_a_large_call_runs_as_two_streams_and_restores_the_thread_count(
     assert all(name.startswith("minilm-stream") and count == 1 for name, count in seen), seen
     reference = fp32.embed(texts)
     assert ((vectors * reference).sum(axis=1) > 0.99999).all()  # every row where it belongs
+
+
+def test_int8_weights_keep_to_7_bits_on_x86_without_vnni(monkeypatch: Any) -> None:
+    """ONNX Runtime's u8s8 kernels saturate on AVX2 without VNNI: there the int8 model is made with
+    ``reduce_range``, under its own file name, so a model cache shared with a VNNI machine keeps both."""
+    from groundwork.models import embedded
+
+    cpuinfo = Path("/proc/cpuinfo")
+    flags = cpuinfo.read_text().split() if cpuinfo.exists() else []
+    vnni = any(f in flags for f in ("avx512_vnni", "avx_vnni", "amx_int8"))
+    if platform.machine().lower() in ("x86_64", "amd64") and flags:
+        assert embedded.reduce_int8_range() is (not vnni)
+    names = {}
+    for reduce in (True, False):
+        monkeypatch.setattr(embedded, "reduce_int8_range", lambda reduce=reduce: reduce)
+        names[reduce] = (embedded._onnx_file_name("int8"), embedded._onnx_file_name("fp32"))
+    assert names[True][0] != names[False][0]  # the two int8 models never share a file
+    assert names[True][1] == names[False][1]  # the fp32 export does not depend on it
