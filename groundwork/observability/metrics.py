@@ -8,9 +8,10 @@ first token, tokens, cost, cache lookups, guard decisions) are :class:`LoopCount
 :class:`LoopHistogram` and :class:`LoopGauge`: plain numbers updated without a lock, read when scraped.
 A ``prometheus_client`` metric takes a lock and goes through several Python calls for every update (a
 histogram two locks): on a request they cost as much as the rest of the metrics and tracing together.
-An update is ``series.value += n``: a load, an add and a store that CPython's GIL never separates (it
-switches threads only at calls and backward jumps), so a worker thread's update (a cache lookup in the
-RAG path) is not lost either. The others stay ``prometheus_client`` metrics, updated from any thread.
+An update is ``series.value += n``: a load, an add and a store that CPython's GIL never separates
+(it switches threads only at function entries, calls and backward jumps), so a worker thread's update
+(a cache lookup in the RAG path) is not lost either. The others stay ``prometheus_client`` metrics,
+updated from any thread.
 """
 
 from __future__ import annotations
