@@ -331,7 +331,8 @@ class Container:
 
     def chat_model_for(self, group: str | None = None) -> ChatModel:
         """The chat model of a model group (default: ``models.default_group``):
-        ``Instrumented(Cached(Router))``, each layer present when configured.
+        ``Instrumented(Cached(Router))``, each layer present when configured. Without the cache,
+        ``Instrumented`` hands its observer to the router's model and adds no coroutine of its own.
 
         Raises :class:`~groundwork.errors.NotFoundError` for a group that is not configured.
         """
