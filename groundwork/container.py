@@ -331,8 +331,7 @@ class Container:
 
     def chat_model_for(self, group: str | None = None) -> ChatModel:
         """The chat model of a model group (default: ``models.default_group``):
-        ``Instrumented(Cached(Router))``, each layer present when configured. Without the cache,
-        ``Instrumented`` hands its observer to the router's model and adds no coroutine of its own.
+        ``Instrumented(Cached(Router))``, each layer present when configured.
 
         Raises :class:`~groundwork.errors.NotFoundError` for a group that is not configured.
         """
