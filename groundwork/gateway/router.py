@@ -43,7 +43,6 @@ from groundwork.gateway.deployment import DeploymentState
 from groundwork.gateway.policy import RetryPolicy
 from groundwork.gateway.strategies import STRATEGIES, Strategy
 from groundwork.models.base import ChatModel
-from groundwork.observability.instrumented import ModelObserver
 from groundwork.observability.tracing import span
 from groundwork.types import Completion, GenerationOptions, Message, StreamChunk, Usage
 
@@ -287,32 +286,10 @@ class RoutedModel(ChatModel):
     def __init__(self, router: Router, group: str) -> None:
         self.router = router
         self.name = group
-        self.observer: ModelObserver | None = None
-
-    def observe_calls(self, observer: ModelObserver) -> None:
-        """Report each ``generate`` call (latency, tokens, cost, the request span's attributes) to
-        ``observer``: :class:`~groundwork.observability.InstrumentedModel` hands it down, so that it needs
-        no coroutine of its own around every call."""
-        self.observer = observer
 
     async def generate(
         self, messages: Sequence[Message], options: GenerationOptions | None = None
     ) -> Completion:
-        observer = self.observer
-        if observer is None:
-            return await self.router.run(self.name, self._attempt(messages, options), streaming=False)
-        started = time.perf_counter()
-        try:
-            completion = await self.router.run(self.name, self._attempt(messages, options), streaming=False)
-        except BaseException:
-            observer.failed(time.perf_counter() - started)
-            raise
-        observer.answered(completion, time.perf_counter() - started)
-        return completion
-
-    def _attempt(
-        self, messages: Sequence[Message], options: GenerationOptions | None
-    ) -> Callable[[DeploymentState], Awaitable[Completion]]:
         async def attempt(d: DeploymentState) -> Completion:
             completion = await d.model.generate(messages, options)
             if not completion.text:
@@ -324,7 +301,7 @@ class RoutedModel(ChatModel):
             d.count_tokens(usage, self.router.clock())
             return Completion(completion.text, completion.model, usage, completion.finish_reason)
 
-        return attempt
+        return await self.router.run(self.name, attempt, streaming=False)
 
     async def stream(
         self, messages: Sequence[Message], options: GenerationOptions | None = None
