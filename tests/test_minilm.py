@@ -381,8 +381,13 @@ def test_int8_weights_keep_to_7_bits_on_x86_without_vnni(monkeypatch: Any) -> No
     cpuinfo = Path("/proc/cpuinfo")
     flags = cpuinfo.read_text().split() if cpuinfo.exists() else []
     vnni = any(f in flags for f in ("avx512_vnni", "avx_vnni", "amx_int8"))
-    if platform.machine().lower() in ("x86_64", "amd64") and flags:
-        assert embedded.reduce_int8_range() is (not vnni)
+    if platform.machine().lower() in ("x86_64", "amd64"):
+        if flags:
+            assert embedded.reduce_int8_range() is (not vnni)
+        assert embedded.reduce_int8_range(AMX_CPUINFO) is False  # amx_int8
+        assert embedded.reduce_int8_range(PLAIN_CPUINFO) is False  # avx512_vnni
+        assert embedded.reduce_int8_range(AVX512_BF16_CPUINFO) is True  # AVX-512 without VNNI
+        assert embedded.reduce_int8_range("") is True  # flags unknown: 7 bits, safe everywhere
     names = {}
     for reduce in (True, False):
         monkeypatch.setattr(embedded, "reduce_int8_range", lambda reduce=reduce: reduce)

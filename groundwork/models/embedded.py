@@ -87,6 +87,21 @@ ONNX_EXPORT_VERSION = 1
 """Bump to invalidate ONNX files exported by an earlier version of :func:`export_minilm_onnx`."""
 
 
+def cpu_flags(cpuinfo: str | None = None) -> frozenset[str] | None:
+    """The CPU's feature flags from the first ``flags`` line of ``cpuinfo`` (default: ``/proc/cpuinfo``);
+    ``None`` when it cannot be read (not Linux) or has no such line."""
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+                cpuinfo = f.read()
+        except OSError:
+            return None
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            return frozenset(line.split(":", 1)[-1].split())
+    return None
+
+
 def cpu_has_bf16_units(cpuinfo: str | None = None) -> bool:
     """True when the CPU computes bfloat16 dot products in hardware: Intel AMX-BF16 (``amx_bf16``) or
     AVX512-BF16 (``avx512_bf16``: Intel Cooper Lake and later, AMD Zen 4 and later).
@@ -95,17 +110,8 @@ def cpu_has_bf16_units(cpuinfo: str | None = None) -> bool:
     embeds the PostgreSQL manual's chunks 2.6x faster than fp32 on a Xeon with AMX, 1.8x on an AMD EPYC
     with AVX512-BF16 and no AMX; on a CPU with neither, autocast to bfloat16 is slower than fp32.
     """
-    if cpuinfo is None:
-        try:
-            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-                cpuinfo = f.read()
-        except OSError:
-            return False
-    for line in cpuinfo.splitlines():
-        if line.startswith("flags"):
-            flags = line.split(":", 1)[-1].split()
-            return "amx_bf16" in flags or "avx512_bf16" in flags
-    return False
+    flags = cpu_flags(cpuinfo)
+    return flags is not None and not flags.isdisjoint(("amx_bf16", "avx512_bf16"))
 
 
 def resolve_precision(precision: str, cpuinfo: str | None = None) -> str:
@@ -143,22 +149,20 @@ def _onnx_file_name(precision: str = "fp32") -> str:
     return f"all-MiniLM-L6-v2-{precision}-{key}.onnx"
 
 
-def reduce_int8_range() -> bool:
+def reduce_int8_range(cpuinfo: str | None = None) -> bool:
     """Whether int8 weights must keep to 7 bits on this CPU: an x86-64 without VNNI.
 
     There ONNX Runtime multiplies uint8 activations by int8 weights with AVX2's ``vpmaddubsw``, which
     saturates the sum of two products at 16 bits; with full-range weights the embeddings drift (cosine
     to fp32 0.979 for one of five short texts on an AVX2-only AMD EPYC). ``reduce_range`` is ONNX
     Runtime's remedy for "non-VNNI CPUs". With VNNI (``avx512_vnni``, ``avx_vnni``, AMX) the products are
-    summed in 32 bits and the full range is kept; other architectures are not affected.
+    summed in 32 bits and the full range is kept; other architectures are not affected. When the flags
+    cannot be read (not Linux), 7 bits: safe everywhere, a little precision lost at most.
     """
     if platform.machine().lower() not in ("x86_64", "amd64"):
         return False
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:  # not Linux: 7 bits is safe everywhere, and costs a little precision at most
-        return True
-    return not {"avx512_vnni", "avx_vnni", "amx_int8"} & set(flags.split())
+    flags = cpu_flags(cpuinfo)
+    return flags is None or flags.isdisjoint(("avx512_vnni", "avx_vnni", "amx_int8"))
 
 
 def quantize_minilm_onnx(model: bytes) -> bytes:
