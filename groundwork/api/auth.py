@@ -21,7 +21,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TypeVar
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -45,7 +46,7 @@ from groundwork.errors import (
 )
 from groundwork.observability.metrics import Metrics
 from groundwork.security.audit import AuditEvent
-from groundwork.security.guards import GuardDecision
+from groundwork.security.guards import GuardDecision, Guards
 from groundwork.security.keys import ApiKey
 from groundwork.security.permissions import ASK, FEEDBACK, is_public, require, route_permission
 from groundwork.security.ratelimit import RateDecision
@@ -53,6 +54,9 @@ from groundwork.security.service import Security, key_actor
 from groundwork.types import LOCAL_ADMIN, Principal
 
 logger = logging.getLogger("groundwork.security")
+
+_A = TypeVar("_A")
+_R = TypeVar("_R")
 
 DEV_MODE_WARNING = (
     "AUTHENTICATION IS OFF (security.auth: false): every HTTP caller is treated as the local admin and "
@@ -218,11 +222,8 @@ class SecurityMiddleware:
             guarded = GuardedRequest(b"")
             if scope["method"] == "POST" and scope["path"] in TOKEN_LIMITED | INPUT_GUARDED:
                 body = await _read_body(receive)
-                args = (scope["path"], body, sec.guards, self.container.settings)
-                if len(body) > 8192:  # ~1 ms per KiB of regexes: keep long texts off the event loop
-                    guarded = await asyncio.to_thread(guard_request, *args)
-                else:
-                    guarded = guard_request(*args)
+                settings = self.container.settings
+                guarded = await _run_guard(guard_request, scope["path"], body, sec.guards, settings)
                 receive = _replay(guarded.body, receive)
                 # for the trace (observability): what each guard decided on this request
                 scope["state"]["guard_decisions"] = list(guarded.decisions)
@@ -265,6 +266,23 @@ class SecurityMiddleware:
                     request_id=rid,
                 )
                 await asyncio.to_thread(sec.record, event)
+
+
+GUARD_INLINE_BYTES = 8192
+"""Bodies up to this size are guarded on the event loop, longer ones in a worker thread. Guarding a
+request body takes about 0.16 ms per KiB (1.3 ms at 8 KiB), a response body about 0.01 ms per KiB;
+a hand-off to a worker thread and back costs more than a short body: about 85 µs of CPU in the
+gateway's benchmark, with four thread wake-ups."""
+
+
+async def _run_guard(
+    guard: Callable[[str, bytes, Guards, _A], _R], path: str, body: bytes, guards: Guards, extra: _A
+) -> _R:
+    """``guard(path, body, guards, extra)``: inline for a short ``body``, in a worker thread for a long
+    one."""
+    if len(body) > GUARD_INLINE_BYTES:
+        return await asyncio.to_thread(guard, path, body, guards, extra)
+    return guard(path, body, guards, extra)
 
 
 def _presented_prefix(scope: Scope) -> str:
@@ -316,7 +334,7 @@ async def _guard_answer_event(body: bytes, scope: Scope, sec: Security, prompts:
     when a block policy refuses it). The draft's ``token`` events before it are not held back."""
     payload = body[len(_ANSWER_EVENT) :].rstrip(b"\n")
     try:
-        guarded = await asyncio.to_thread(guard_response, scope["path"], payload, sec.guards, prompts)
+        guarded = await _run_guard(guard_response, scope["path"], payload, sec.guards, prompts)
     except GroundworkError as exc:
         return b"event: error\ndata: " + error_payload(exc) + b"\n\n"
     return _ANSWER_EVENT + guarded + b"\n\n"
@@ -356,7 +374,7 @@ async def _send_guarded(
     send: Send, scope: Scope, sec: Security, start: Message, body: bytes, prompts: list[str], rid: str
 ) -> None:
     try:
-        guarded = await asyncio.to_thread(guard_response, scope["path"], body, sec.guards, prompts)
+        guarded = await _run_guard(guard_response, scope["path"], body, sec.guards, prompts)
     except GroundworkError as exc:
         sent: list[Message] = []
 
