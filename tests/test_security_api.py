@@ -532,3 +532,32 @@ async def test_a_limit_beyond_any_column_is_a_clear_400_not_a_500(
     with pytest.raises(InputError, match="rpm must be between 1 and"):
         container.security.keys.create("big", "user", rpm=2**63)
     assert "big" not in {k.name for k in container.security.keys.list()}
+
+
+async def test_guards_run_on_the_event_loop_for_short_bodies_and_in_a_thread_for_long_ones(
+    client: httpx.AsyncClient, keys: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from groundwork.api import auth
+
+    seen: list[tuple[str, int, bool]] = []  # guard, body size, ran on the event loop's thread
+    loop_thread = threading.get_ident()
+    for name in ("guard_request", "guard_response"):
+        real = getattr(auth, name)
+
+        def recording(path: str, body: bytes, *rest: Any, _real: Any = real, _name: str = name) -> Any:
+            seen.append((_name, len(body), threading.get_ident() == loop_thread))
+            return _real(path, body, *rest)
+
+        monkeypatch.setattr(auth, name, recording)
+    for size in (40, auth.GUARD_INLINE_BYTES + 1000):
+        seen.clear()
+        content = ("write to bob@example.org " * (size // 25 + 1))[:size]
+        chat = {"model": "fake", "messages": [{"role": "user", "content": content}], "max_tokens": 4000}
+        r = await client.post("/v1/chat/completions", json=chat, headers=bearer(keys["user"]))
+        assert r.status_code == 200 and "bob@example.org" not in r.text  # both guards still redact
+        assert [name for name, _, _ in seen] == ["guard_request", "guard_response"]
+        for name, length, on_loop in seen:
+            assert on_loop == (length <= auth.GUARD_INLINE_BYTES), (name, length, on_loop)
+        assert all(length > auth.GUARD_INLINE_BYTES for _, length, _ in seen) == (size > 40)  # echoed
