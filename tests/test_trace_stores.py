@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 
 from groundwork.config import PostgresSettings
 from groundwork.observability.postgres_store import PostgresTraceStore
-from groundwork.observability.store import TraceStorage, TraceStore
+from groundwork.observability.store import TraceStorage, TraceStore, decode_batch
 from groundwork.testing.trace_store import TraceStoreConformance
 
 
@@ -130,8 +131,35 @@ def test_the_sqlite_store_writes_an_export_batch_as_one_row(tmp_path: Path) -> N
         store.add_spans(make_spans(30))
         store.add_spans(make_spans(5))
         store.add_spans([])
-        rows = store.db.query("SELECT roots, json_array_length(spans) FROM span_batches ORDER BY id")
-        assert rows == [(30, 60), (5, 10)]
+        rows = store.db.query("SELECT roots, trace_ids, spans FROM span_batches ORDER BY id")
+        assert [(roots, len(ids) // 32, len(decode_batch(data))) for roots, ids, data in rows] == [
+            (30, 30, 60),  # each trace id once, every span
+            (5, 5, 10),
+        ]
+        assert all(data[:1] != b"[" and len(data) < len(zlib.decompress(data)) / 3 for _, _, data in rows)
+    finally:
+        store.close()
+
+
+def test_the_sqlite_store_reads_batches_written_as_plain_json(tmp_path: Path) -> None:
+    """Rows written before batches were compressed (the JSON as it is, a trace id per span) still read."""
+    from groundwork.testing.trace_store import make_spans
+
+    store = TraceStore(tmp_path / "traces.sqlite3")
+    try:
+        old, new = make_spans(4, hit=True), make_spans(3)
+        store.add_spans(old)
+        with store.db.transaction() as db:  # rewrite the row the way the store wrote it before
+            (data,) = db.execute("SELECT spans FROM span_batches").fetchone()
+            ids = "".join(f"{s.trace_id:032x}" for s in old)
+            db.execute("UPDATE span_batches SET spans = ?, trace_ids = ?", (zlib.decompress(data), ids))
+        store.add_spans(new)
+        old_root = next(s for s in old if s.parent_id is None)
+        spans = store.trace(f"{old_root.trace_id:032x}")
+        assert len(spans) == 2 and {s.name for s in spans} == {old_root.name, "cache.lookup"}
+        assert spans[-1].attributes == {"cache.hit": True}
+        assert len(store.recent(20)) == 7
+        assert store.stats().requests == 7
     finally:
         store.close()
 

@@ -13,6 +13,12 @@ instead, and reading is rare: ``traces show`` and feedback decode only the batch
 takes the trace in and whose ids hold it (trace ids start with their root's Unix time,
 :func:`~groundwork.observability.tracing.new_trace_id`, so batches written far apart do not overlap);
 ``traces list`` decodes the newest batches; ``stats`` decodes the period it covers.
+
+A batch's JSON is stored compressed (zlib, level 1): an eighth of the bytes for SQLite to write to its
+WAL, copy into the database at checkpoints and walk again when a prune deletes the batch. On a gateway
+at full load the writing, not the JSON, was most of the store's cost, and much of it landed on the event
+loop's thread as well (``benchmarks/RESULTS.md``, issue 7). Rows written before, plain JSON, are read
+as they are.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 import sqlite3
 import statistics
 import time
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -100,10 +107,18 @@ SPAN_BATCHES = """CREATE TABLE span_batches (
     spans BLOB NOT NULL
 )"""
 """One export batch a row. ``spans``: a JSON array of ``[trace id (32 hex digits), span id, parent id
-(0 for a root), name, start ns, end ns, status, attributes]``; ``first_trace`` and ``last_trace``: the
+(0 for a root), name, start ns, end ns, status, attributes]``, zlib-compressed (:func:`decode_batch`;
+rows written before compression hold the JSON as it is); ``first_trace`` and ``last_trace``: the
 smallest and largest trace id among them (the rows a trace can be in); ``max_start_ns``: its latest span
-start; ``roots``: its root spans; ``trace_ids``: the trace id of every span, end to end (what a lookup
-searches, a fourteenth of ``spans``)."""
+start; ``roots``: its root spans; ``trace_ids``: the trace ids of its spans, each once, end to end (what
+a lookup searches; rows written before hold one per span)."""
+
+
+def decode_batch(data: bytes) -> list[list[Any]]:
+    """The rows of a ``span_batches.spans`` value: zlib-compressed JSON, or (older rows) plain JSON."""
+    rows: list[list[Any]] = orjson.loads(data if data[:1] == b"[" else zlib.decompress(data))
+    return rows
+
 
 MIGRATIONS = [_m1_spans, _m2_exchanges, _m3_span_batches]
 
@@ -198,7 +213,7 @@ def _insert_batch(db: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> None
     The bounds are found by C loops (``map`` with ``itemgetter``): generator expressions over the rows
     cost the export thread a fifth of its work. Ids of equal length order as their numbers do.
     """
-    trace_ids = list(map(_TRACE_ID, rows))
+    trace_ids = dict.fromkeys(map(_TRACE_ID, rows))  # each once, in order (a trace's spans come together)
     db.execute(
         "INSERT INTO span_batches (first_trace, last_trace, max_start_ns, roots, trace_ids, spans)"
         " VALUES (?, ?, ?, ?, ?, ?)",
@@ -208,7 +223,7 @@ def _insert_batch(db: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> None
             max(map(_START, rows)),
             list(map(_PARENT, rows)).count(0),
             "".join(trace_ids),
-            orjson.dumps(rows),
+            zlib.compress(orjson.dumps(rows), 1),
         ),
     )
 
@@ -374,7 +389,7 @@ class TraceStore:
     def _batches(self, sql: str, params: Sequence[Any] = ()) -> Iterator[list[list[Any]]]:
         """The decoded ``spans`` of the ``span_batches`` rows that ``sql`` selects (one column)."""
         for (data,) in self.db.query(sql, params):
-            yield orjson.loads(data)
+            yield decode_batch(data)
 
     def recent(self, limit: int = 20) -> list[SpanRecord]:
         """The root spans of the most recent traces, newest first.
@@ -391,7 +406,7 @@ class TraceStore:
             for max_start, data in batches:  # read lazily: usually the newest batch or few are enough
                 if max_start < cutoff:
                     break
-                for row in orjson.loads(data):
+                for row in decode_batch(data):
                     if not row[2]:
                         roots.setdefault((row[0], row[1]), row)
                 if len(roots) >= limit:
