@@ -365,6 +365,12 @@ class SecuritySettings(_Section):
         default_factory=dict,
         description="Source path pattern (fnmatch) -> groups, for documents ingested without groups.",
     )
+    key_cache_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="How long a verified API key is trusted without reading the key store again (a key "
+        "revoked by another process or replica is refused within this; 0: read it for every request).",
+    )
     rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
     guards: GuardSettings = Field(default_factory=GuardSettings)
 
@@ -612,6 +618,7 @@ answer:
 #   auth: true              # false = dev mode: no API keys, every caller is admin (logged loudly at start)
 #   default_document_groups: []   # groups of documents ingested without --groups; [] = admins only
 #   folder_groups: {"*/hr/*": [hr]}   # source pattern -> groups, for documents ingested without groups
+#   key_cache_s: 5.0        # a verified key is trusted this long without reading the key store again
 #   rate_limits:
 #     requests_per_minute: 600    # per API key (a key may carry its own: keys create --rpm)
 #     tokens_per_minute: 100000   # per API key and model group (prompt estimate + max_tokens)

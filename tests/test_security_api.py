@@ -561,3 +561,25 @@ async def test_guards_run_on_the_event_loop_for_short_bodies_and_in_a_thread_for
         for name, length, on_loop in seen:
             assert on_loop == (length <= auth.GUARD_INLINE_BYTES), (name, length, on_loop)
         assert all(length > auth.GUARD_INLINE_BYTES for _, length, _ in seen) == (size > 40)  # echoed
+
+
+async def test_a_verified_key_is_admitted_from_memory_until_key_cache_s_runs_out(
+    client: httpx.AsyncClient, container: Container, keys: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = container.security.keys
+    assert store.cache_s == container.settings.security.key_cache_s == 5.0
+    reads: list[str] = []
+    real = store.authenticate
+
+    def counted(token: str, now: float | None = None) -> Any:
+        reads.append(token[:11])
+        return real(token, now)
+
+    monkeypatch.setattr(store, "authenticate", counted)
+    for _ in range(3):
+        assert (await client.post("/v1/answers", json=Q, headers=bearer(keys["user"]))).status_code == 200
+    assert len(reads) == 1  # the key store was read once; the next two were admitted from memory
+    store.cache_s = 0.0  # security.key_cache_s: 0
+    for _ in range(2):
+        assert (await client.post("/v1/answers", json=Q, headers=bearer(keys["user"]))).status_code == 200
+    assert len(reads) == 3

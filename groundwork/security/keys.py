@@ -128,11 +128,24 @@ MAX_LIMIT = 10**12
 """The largest rpm, tpm or concurrency a key may carry (far beyond any real limit; fits a 64-bit column)."""
 
 
-class KeyStore:
-    """API keys in the security database (``api_keys`` table): SQLite or PostgreSQL."""
+KEY_CACHE_ENTRIES = 10_000
+"""The most verified keys :class:`KeyStore` remembers at once (beyond it, it starts over)."""
 
-    def __init__(self, db: SecurityDatabase) -> None:
+
+class KeyStore:
+    """API keys in the security database (``api_keys`` table): SQLite or PostgreSQL.
+
+    A key that :meth:`authenticate` verified is remembered for ``cache_s`` seconds, by the SHA-256 of
+    its token, so that :meth:`verified` can admit its next requests without reading the database (on
+    the gateway, without a hop to a worker thread: that hop cost more than the rest of authentication).
+    Revoking a key through this store forgets it at once; a key revoked by another process or replica is
+    refused within ``cache_s``; expiry is checked on every use.
+    """
+
+    def __init__(self, db: SecurityDatabase, *, cache_s: float = 0.0) -> None:
         self.db = db
+        self.cache_s = cache_s
+        self._verified: dict[str, tuple[ApiKey, float]] = {}  # token hash -> (key, trusted until)
 
     def create(
         self,
@@ -208,9 +221,25 @@ class KeyStore:
                 "UPDATE api_keys SET revoked_at = ? WHERE prefix = ?",
                 (time.time() if now is None else now, key.prefix),
             )
+        self._forget(key.prefix)
         revoked = self.get(key.prefix)
         assert revoked is not None
         return revoked
+
+    def verified(self, token: str, now: float | None = None) -> ApiKey | None:
+        """The key of ``token`` if :meth:`authenticate` verified it less than ``cache_s`` ago and it has
+        not expired since; ``None`` otherwise (then call :meth:`authenticate`). Reads no database."""
+        entry = self._verified.get(hash_key(token.strip())) if self.cache_s > 0 else None
+        if entry is None:
+            return None
+        key, until = entry
+        now = time.time() if now is None else now
+        return key if now < until and key.status(now) == "active" else None
+
+    def _forget(self, prefix: str) -> None:
+        for digest, (key, _) in list(self._verified.items()):
+            if key.prefix == prefix:
+                self._verified.pop(digest, None)
 
     def authenticate(self, token: str, now: float | None = None) -> ApiKey:
         """The active key of ``token``; :class:`AuthError` saying why not (never which part was wrong)."""
@@ -218,13 +247,19 @@ class KeyStore:
         if match is None:
             raise AuthError("invalid API key: expected `Authorization: Bearer gw_...`")
         rows = self.db.query(f"SELECT hash, {_COLUMNS} FROM api_keys WHERE prefix = ?", (match.group(1),))
-        if not rows or not hmac.compare_digest(str(rows[0][0]), hash_key(token.strip())):
+        digest = hash_key(token.strip())
+        if not rows or not hmac.compare_digest(str(rows[0][0]), digest):
             raise AuthError("invalid API key")
         key = _row_key(rows[0][1:])
-        status = key.status(time.time() if now is None else now)
+        now = time.time() if now is None else now
+        status = key.status(now)
         if status == "revoked":
             raise AuthError(f"API key gw_{key.prefix}_... was revoked; ask an admin for a new key")
         if status == "expired":
             when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(key.expires_at or 0))
             raise AuthError(f"API key gw_{key.prefix}_... expired at {when}; ask an admin for a new key")
+        if self.cache_s > 0:
+            if len(self._verified) >= KEY_CACHE_ENTRIES:
+                self._verified.clear()
+            self._verified[digest] = (key, now + self.cache_s)
         return key

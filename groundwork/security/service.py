@@ -64,7 +64,7 @@ class Security:
     ) -> None:
         self.settings = settings
         self.db: SecurityDatabase = open_sqlite_security(data_dir) if db is None else db
-        self.keys = KeyStore(self.db)
+        self.keys = KeyStore(self.db, cache_s=settings.key_cache_s)
         self.audit = AuditLog(self.db)
         self.counters = counters
         self.guards = guards

@@ -78,6 +78,37 @@ class SecurityStoreConformance:
         with pytest.raises(NotFoundError, match="no API key"):
             keys.revoke("00000000")
 
+    def test_a_verified_key_is_remembered_for_cache_s_and_forgotten_when_revoked(
+        self, security_db: SecurityDatabase
+    ) -> None:
+        keys = KeyStore(security_db, cache_s=5.0)
+        token, key = keys.create("svc", "user", expires_in=100, now=1000.0)
+        other, _ = keys.create("other", "user", now=1000.0)
+        assert keys.verified(token, now=1001.0) is None  # never verified: read the store
+        assert keys.authenticate(token, now=1001.0).prefix == key.prefix
+        assert keys.authenticate(other, now=1001.0).prefix != key.prefix
+        assert keys.verified(f" {token} ", now=1005.9) == keys.authenticate(token, now=1001.0)
+        assert keys.verified(token, now=1006.1) is None  # cache_s passed: read the store again
+        assert keys.verified(token[:-1] + ("A" if token[-1] != "A" else "B"), now=1002.0) is None
+        # revoked elsewhere (another process or replica, its own store): trusted until cache_s passes
+        KeyStore(security_db).revoke(key.prefix, now=1002.0)
+        assert keys.verified(token, now=1003.0) is not None
+        assert keys.verified(token, now=1006.5) is None
+        with pytest.raises(AuthError, match="revoked"):
+            keys.authenticate(token, now=1006.5)
+        # revoked through this store: forgotten at once; the other key stays remembered
+        assert keys.authenticate(other, now=1010.0) is not None
+        keys.revoke(other.split("_")[1], now=1011.0)
+        assert keys.verified(other, now=1011.0) is None
+        # expiry is checked on every use, remembered or not
+        late, _ = keys.create("late", "user", expires_in=10, now=2000.0)
+        keys.authenticate(late, now=2009.0)
+        assert keys.verified(late, now=2009.9) is not None and keys.verified(late, now=2010.0) is None
+        # cache_s 0: nothing is remembered
+        plain = KeyStore(security_db)
+        plain.authenticate(late, now=2001.0)
+        assert plain.verified(late, now=2001.0) is None
+
     def test_bad_key_input_is_refused_before_storage(self, security_db: SecurityDatabase) -> None:
         keys = KeyStore(security_db)
         with pytest.raises(InputError, match="role"):
