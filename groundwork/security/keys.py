@@ -146,6 +146,7 @@ class KeyStore:
         self.db = db
         self.cache_s = cache_s
         self._verified: dict[str, tuple[ApiKey, float]] = {}  # token hash -> (key, trusted until)
+        self._revocations = 0  # revocations through this store: a verification that overlaps one is not kept
 
     def create(
         self,
@@ -221,6 +222,7 @@ class KeyStore:
                 "UPDATE api_keys SET revoked_at = ? WHERE prefix = ?",
                 (time.time() if now is None else now, key.prefix),
             )
+        self._revocations += 1
         self._forget(key.prefix)
         revoked = self.get(key.prefix)
         assert revoked is not None
@@ -246,6 +248,7 @@ class KeyStore:
         match = _KEY.match(token.strip())
         if match is None:
             raise AuthError("invalid API key: expected `Authorization: Bearer gw_...`")
+        revocations = self._revocations
         rows = self.db.query(f"SELECT hash, {_COLUMNS} FROM api_keys WHERE prefix = ?", (match.group(1),))
         digest = hash_key(token.strip())
         if not rows or not hmac.compare_digest(str(rows[0][0]), digest):
@@ -258,7 +261,7 @@ class KeyStore:
         if status == "expired":
             when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(key.expires_at or 0))
             raise AuthError(f"API key gw_{key.prefix}_... expired at {when}; ask an admin for a new key")
-        if self.cache_s > 0:
+        if self.cache_s > 0 and revocations == self._revocations:  # else it may have been revoked since
             if len(self._verified) >= KEY_CACHE_ENTRIES:
                 self._verified.clear()
             self._verified[digest] = (key, now + self.cache_s)

@@ -18,6 +18,7 @@ and expiry, audit filters and order, and the append-only audit log enforced by t
 from __future__ import annotations
 
 import threading
+from typing import Any, cast
 
 import pytest
 
@@ -25,6 +26,17 @@ from groundwork.errors import AuthError, InputError, NotFoundError
 from groundwork.security.audit import AuditEvent, AuditLog
 from groundwork.security.keys import KeyStore, hash_key
 from groundwork.security.store import SecurityDatabase
+
+
+class _Patched:
+    """A security database whose ``query`` is replaced (the rest passes through)."""
+
+    def __init__(self, db: SecurityDatabase, query: Any) -> None:
+        self._db = db
+        self.query = query
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._db, name)
 
 
 class SecurityStoreConformance:
@@ -96,14 +108,34 @@ class SecurityStoreConformance:
         assert keys.verified(token, now=1006.5) is None
         with pytest.raises(AuthError, match="revoked"):
             keys.authenticate(token, now=1006.5)
-        # revoked through this store: forgotten at once; the other key stays remembered
-        assert keys.authenticate(other, now=1010.0) is not None
+        # revoked through this store: forgotten at once, and only that key
+        third, _ = keys.create("third", "user", now=1000.0)
+        assert keys.authenticate(other, now=1010.0) and keys.authenticate(third, now=1010.0)
         keys.revoke(other.split("_")[1], now=1011.0)
-        assert keys.verified(other, now=1011.0) is None
+        assert keys.verified(other, now=1011.0) is None and keys.verified(third, now=1011.0) is not None
         # expiry is checked on every use, remembered or not
         late, _ = keys.create("late", "user", expires_in=10, now=2000.0)
         keys.authenticate(late, now=2009.0)
         assert keys.verified(late, now=2009.9) is not None and keys.verified(late, now=2010.0) is None
+        # a verification that overlaps a revocation through this store is not remembered (it may have
+        # read the key before the revocation)
+        racing, racing_key = keys.create("racing", "user", now=1000.0)
+        query = keys.db.query
+        overlapped: list[str] = []
+
+        def revoke_meanwhile(sql: str, params: Any = ()) -> Any:
+            rows = query(sql, params)
+            if sql.startswith("SELECT hash") and not overlapped:
+                overlapped.append(sql)
+                keys.revoke(racing_key.prefix, now=1020.0)
+            return rows
+
+        keys.db = cast(SecurityDatabase, _Patched(security_db, revoke_meanwhile))
+        try:
+            assert keys.authenticate(racing, now=1019.0).prefix == racing_key.prefix  # read before it
+        finally:
+            keys.db = security_db
+        assert overlapped and keys.verified(racing, now=1019.5) is None
         # cache_s 0: nothing is remembered
         plain = KeyStore(security_db)
         plain.authenticate(late, now=2001.0)
