@@ -8,6 +8,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import zstandard
 
 from groundwork.config import PostgresSettings
 from groundwork.observability.postgres_store import PostgresTraceStore
@@ -136,13 +137,19 @@ def test_the_sqlite_store_writes_an_export_batch_as_one_row(tmp_path: Path) -> N
             (30, 30, 60),  # each trace id once, every span
             (5, 5, 10),
         ]
-        assert all(data[:1] != b"[" and len(data) < len(zlib.decompress(data)) / 3 for _, _, data in rows)
+        # Zstandard frames, a fraction of the JSON's size
+        assert all(
+            data[:4] == b"\x28\xb5\x2f\xfd" and len(data) < len(zstandard.decompress(data)) / 3
+            for _, _, data in rows
+        )
     finally:
         store.close()
 
 
-def test_the_sqlite_store_reads_batches_written_as_plain_json(tmp_path: Path) -> None:
-    """Rows written before batches were compressed (the JSON as it is, a trace id per span) still read."""
+@pytest.mark.parametrize("old_form", ["plain JSON", "zlib"])
+def test_the_sqlite_store_reads_batches_written_by_earlier_versions(tmp_path: Path, old_form: str) -> None:
+    """Rows written before batches were compressed (the JSON as it is, a trace id per span), and rows
+    compressed with zlib (before Zstandard), still read."""
     from groundwork.testing.trace_store import make_spans
 
     store = TraceStore(tmp_path / "traces.sqlite3")
@@ -151,8 +158,12 @@ def test_the_sqlite_store_reads_batches_written_as_plain_json(tmp_path: Path) ->
         store.add_spans(old)
         with store.db.transaction() as db:  # rewrite the row the way the store wrote it before
             (data,) = db.execute("SELECT spans FROM span_batches").fetchone()
-            ids = "".join(f"{s.trace_id:032x}" for s in old)
-            db.execute("UPDATE span_batches SET spans = ?, trace_ids = ?", (zlib.decompress(data), ids))
+            raw = zstandard.decompress(data)
+            if old_form == "plain JSON":
+                ids = "".join(f"{s.trace_id:032x}" for s in old)
+                db.execute("UPDATE span_batches SET spans = ?, trace_ids = ?", (raw, ids))
+            else:
+                db.execute("UPDATE span_batches SET spans = ?", (zlib.compress(raw, 1),))
         store.add_spans(new)
         old_root = next(s for s in old if s.parent_id is None)
         spans = store.trace(f"{old_root.trace_id:032x}")
