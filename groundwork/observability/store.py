@@ -109,23 +109,23 @@ SPAN_BATCHES = """CREATE TABLE span_batches (
     spans BLOB NOT NULL
 )"""
 """One export batch a row. ``spans``: a JSON array of ``[trace id (32 hex digits), span id, parent id
-(0 for a root), name, start ns, end ns, status, attributes]``, Zstandard-compressed (:func:`decode_batch`;
-rows written by earlier versions hold it zlib-compressed or as it is); ``first_trace`` and ``last_trace``: the
-smallest and largest trace id among them (the rows a trace can be in); ``max_start_ns``: its latest span
-start; ``roots``: its root spans; ``trace_ids``: the trace ids of its spans, each once, end to end (what
-a lookup searches; rows written before hold one per span)."""
+(0 for a root), name, start ns, end ns, status, attributes]``, Zstandard-compressed
+(:func:`decode_batch`; rows written by earlier versions hold it zlib-compressed or as it is);
+``first_trace`` and ``last_trace``: the smallest and largest trace id among them (the rows a trace can
+be in); ``max_start_ns``: its latest span start; ``roots``: its root spans; ``trace_ids``: the trace ids
+of its spans, each once, end to end (what a lookup searches; rows written before hold one per span)."""
 
 
-_ZSTD_MAGIC = (
-    b"\x28\xb5\x2f\xfd"  # every Zstandard frame starts with it; zlib starts with 0x78, JSON with "["
-)
+# every Zstandard frame starts with these 4 bytes; zlib's output with 0x78, the JSON with "["
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 
 def encode_batch(rows: Sequence[Sequence[Any]]) -> bytes:
     """A ``span_batches.spans`` value: the rows as JSON, Zstandard-compressed (level 1).
 
     A compressor a call (about 5 µs to make, against hundreds of µs to compress a batch): one is not
-    safe to share between threads, and a store may be written from more than one.
+    safe to share between threads, and stores are written from more than one (the export thread; a
+    migration, on the thread that opens the store).
     """
     return zstandard.ZstdCompressor(level=1).compress(orjson.dumps(rows))
 
