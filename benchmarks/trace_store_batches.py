@@ -9,6 +9,8 @@ two children), written into a store already holding 20,000 traces, in batches of
 ``--codecs`` also times the compression of one batch's JSON, as the store writes it, with zlib at
 level 1 (what the store used before), Zstandard at level 1 (what it uses) and 3, and LZ4 when the
 ``lz4`` package is installed: thread CPU µs and compressed bytes per span, medians of ``--rounds``.
+``--reads`` also times the reads, once the stores are full: ``stats()``, ``trace(id)`` (50 traces
+spread over the store) and ``recent(20)``, ms, medians of 5.
 """
 
 from __future__ import annotations
@@ -88,12 +90,31 @@ def codecs(tracing: Tracing, sizes: list[int], rounds: int) -> None:
             )
 
 
+def reads(store: TraceStore, n: int, trace_ids: list[str]) -> None:
+    """How long the reads take on a store of 20,000 traces written in batches of ``n`` spans."""
+    times: dict[str, list[float]] = {"stats()": [], "trace(id)": [], "recent(20)": []}
+    for _ in range(5):
+        started = time.perf_counter()
+        store.stats()
+        times["stats()"].append(time.perf_counter() - started)
+        started = time.perf_counter()
+        for trace_id in trace_ids:
+            store.trace(trace_id)
+        times["trace(id)"].append((time.perf_counter() - started) / len(trace_ids))
+        started = time.perf_counter()
+        store.recent(20)
+        times["recent(20)"].append(time.perf_counter() - started)
+    summary = ", ".join(f"{name} {statistics.median(t) * 1000:.2f} ms" for name, t in times.items())
+    print(f"reads, {n} spans a batch: {summary}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--traces", type=int, default=3000, help="traces written per round and size")
     parser.add_argument("--sizes", default="512,4096", help="spans per batch")
     parser.add_argument("--codecs", action="store_true", help="also time the compressors (see above)")
+    parser.add_argument("--reads", action="store_true", help="also time the reads (see above)")
     args = parser.parse_args()
     tracing = Tracing("bench", {})
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -102,9 +123,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         stores = {n: TraceStore(Path(tmp) / f"{n}.sqlite3") for n in sizes}
         for n, store in stores.items():  # a full store: prunes delete as much as is added
-            spans = [s for _ in range(20_000) for s in trace(tracing)]
+            traces = [trace(tracing) for _ in range(20_000)]
+            spans = [s for t in traces for s in t]
             for i in range(0, len(spans), n):
                 store.add_spans(spans[i : i + n])
+            if args.reads:
+                reads(store, n, [f"{t[-1].trace_id:032x}" for t in traces[:: len(traces) // 50]])
         cpu: dict[int, list[tuple[float, float]]] = {n: [] for n in sizes}
         for _ in range(args.rounds):
             for n, store in stores.items():
