@@ -204,6 +204,8 @@ def _measure(
 ) -> None:
     """One ``wrk`` run per server in ``group``, all at the same time, and each server's CPU per request."""
     pids = {name: targets[name].proc.pid for name in group}
+    if args.settle_before:  # spans of earlier load (the warm-ups) exported before the window opens
+        time.sleep(args.settle_before)
     before = {name: cpu_seconds(pid) for name, pid in pids.items()}
     threads_before = {name: thread_counters(pid) if args.threads else {} for name, pid in pids.items()}
     with ThreadPoolExecutor(len(group)) as pool:
@@ -222,7 +224,7 @@ def _measure(
         }
         points = {name: f.result() for name, f in futures.items()}
     settle(max(points.values(), key=lambda p: p.concurrency / max(p.rps, 1.0)))
-    time.sleep(1.0)  # the export thread's next batch (every 0.5 s) lands in this window
+    time.sleep(args.settle)  # the export threads' next batch (every 0.5 s by default) lands in this window
     for name, point in points.items():
         per_request = (cpu_seconds(pids[name]) - before[name]) * 1000 / max(point.requests, 1)
         if args.threads:
@@ -351,6 +353,20 @@ def main() -> None:
         help="start every server anew each round (then stop it): two processes of the same code can "
         "differ by several percent for the whole of their lives (memory layout, hash seed), so a "
         "difference between two long-lived servers is partly theirs, not the code's",
+    )
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=1.0,
+        help="seconds waited after each wrk run before reading the servers' CPU time: longer than the "
+        "export interval of every variant, so that the spans of the run are exported inside its window",
+    )
+    parser.add_argument(
+        "--settle-before",
+        type=float,
+        default=0.0,
+        help="seconds waited before each wrk run (before reading the CPU time): for variants that export "
+        "less often than every 0.5 s, so that the spans of the warm-up are not counted in the window",
     )
     args = parser.parse_args()
     concurrency = [int(c) for c in args.concurrency.split(",")]
