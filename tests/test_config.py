@@ -56,6 +56,7 @@ def test_config_from_env_var_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         ("models:\n  groups:\n    local:\n      - provider: openai\n        model: m\n", "base_url"),
         ("router:\n  fallbacks:\n    local: [nope]\n", "router.fallbacks names model group 'nope'"),
         ("router:\n  strategy: fastest\n", "router.strategy"),
+        ("observability:\n  export_interval_s: 0\n", "observability.export_interval_s"),
     ],
 )
 def test_invalid_config_names_the_key(tmp_path: Path, yaml_text: str, must_name: str) -> None:

@@ -405,6 +405,30 @@ async def test_unsampled_requests_are_counted_but_not_traced(tmp_path: Path) -> 
         c.close()
 
 
+@pytest.mark.parametrize("interval", [0.05, 30.0])
+async def test_spans_are_exported_on_the_configured_interval(tmp_path: Path, interval: float) -> None:
+    c = Container(settings_with(tmp_path, export_interval_s=interval))
+    try:
+        o = obs(c)
+        assert [q.delay_s for q in o.tracing.queues.values()] == [interval]
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=create_app(c)), base_url="http://gw"
+        ) as cl:
+            r = await cl.post("/v1/chat/completions", json=CHAT)
+        assert r.status_code == 200 and o.trace_store is not None
+        deadline = time.monotonic() + 2
+        while not o.trace_store.recent(1) and time.monotonic() < deadline:  # no force_flush: the thread
+            time.sleep(0.02)
+        found = [s.trace_id for s in o.trace_store.recent(1)]
+        # every 50 ms: in the store within the 2 s; every 30 s: not yet (one span is far from half the
+        # queue), and a flush still writes it at once
+        assert found == ([r.headers["x-trace-id"]] if interval < 1 else [])
+        assert o.tracing.force_flush(5)
+        assert [s.trace_id for s in o.trace_store.recent(1)] == [r.headers["x-trace-id"]]
+    finally:
+        c.close()
+
+
 def test_a_stuck_exporter_does_not_hold_up_another() -> None:
     stuck, healthy = _BlockingExporter(), _BlockingExporter()
     healthy.release.set()

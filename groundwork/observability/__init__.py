@@ -92,6 +92,7 @@ class Observability:
             chosen,
             sample_ratio=settings.sample_ratio,
             queue_size=settings.export_queue_size,
+            export_interval_s=settings.export_interval_s,
             on_drop=self.metrics.span_dropped,
             on_export_error=self.metrics.span_export_failed,
         )

@@ -9,6 +9,7 @@ It feeds the metrics: latency by outcome, time to first token, tokens and cost.
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
 from collections.abc import AsyncIterator, Sequence
 
 from groundwork.models.base import ChatModel
@@ -53,17 +54,23 @@ class InstrumentedModel(ChatModel):
         except BaseException:
             self._latency_error.observe(time.perf_counter() - started)
             raise
-        self._latency_ok.observe(time.perf_counter() - started)
+        latency = self._latency_ok  # HistogramSeries.observe, without its call
+        seconds = time.perf_counter() - started
+        latency.counts[bisect_left(latency.bounds, seconds)] += 1
+        latency.sum += seconds
         usage = completion.usage
-        if type(s) is RecordingSpan and not s.end_ns:  # the request's span, still open: plain writes
-            attributes = s.attributes
-            attributes["gen_ai.request.model"] = self.name
-            attributes["gen_ai.response.model"] = completion.model
+        if type(s) is RecordingSpan and not s.end_ns:  # the request's span, still open: one C merge
+            s.attributes.update(
+                {
+                    "gen_ai.request.model": self.name,
+                    "gen_ai.response.model": completion.model,
+                    "gen_ai.usage.input_tokens": usage.prompt_tokens,
+                    "gen_ai.usage.output_tokens": usage.completion_tokens,
+                    "groundwork.cost": usage.cost,
+                }
+            )
             if completion.finish_reason is not None:
-                attributes["gen_ai.response.finish_reason"] = completion.finish_reason
-            attributes["gen_ai.usage.input_tokens"] = usage.prompt_tokens
-            attributes["gen_ai.usage.output_tokens"] = usage.completion_tokens
-            attributes["groundwork.cost"] = usage.cost
+                s.attributes["gen_ai.response.finish_reason"] = completion.finish_reason
         self._tokens_in.value += usage.prompt_tokens  # _usage(), without its call
         self._tokens_out.value += usage.completion_tokens
         if usage.cost:
