@@ -33,6 +33,12 @@ round's CPU per request against the same round's ``off`` (paired):
   completed. Much steadier, and for a CPU-bound server the throughput cost is this increase
   (cost = 1 - off/on).
 
+The CPU time is read ``--settle`` s (1 by default) after each run, so that the spans it left buffered
+are exported inside its window; for variants that export less often than every 0.5 s (a copy of the
+package with another ``export_interval_s``), make ``--settle`` and ``--settle-before`` (a wait before the
+run) longer than their interval, so that each window holds the export of its own run's spans and none
+of the warm-up's.
+
 Variants: ``off`` (``observability.enabled: false``), ``on`` (the default: every request traced, spans
 to the local trace store, metrics), ``on, sample_ratio S`` for each ``--sample-ratios``; with
 ``--controls`` a second ``off`` and a second ``on`` server (how far two identical servers differ: the
