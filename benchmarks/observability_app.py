@@ -156,7 +156,7 @@ def main() -> None:
         "--export-delay",
         type=float,
         default=0.0,
-        help="the export threads' wait between exports, s (default: theirs, 0.5 s; under callgrind, which "
+        help="the export threads' wait between exports, s (default: theirs, 2 s; under callgrind, which "
         "runs ~50 times slower, use a large one so that batches are as large as at full speed)",
     )
     parser.add_argument(

@@ -28,16 +28,15 @@ round's CPU per request against the same round's ``off`` (paired):
 * **req/s** (wrk's): what issue 7 asks for, but on a shared machine it swings by ±30% from round to
   round with whatever else runs on CPU 1;
 * **CPU ms per request** of the server process: its user + system time (``/proc/PID/stat``, every
-  thread, so the span export thread counts too) over the run, read before the run and again 1 s after it
-  ended (so the spans it left buffered are exported inside its window), divided by the requests wrk
+  thread, so the span export thread counts too) over the run, read before the run and again ``--settle`` s
+  after it ended (so the spans it left buffered are exported inside its window), divided by the requests wrk
   completed. Much steadier, and for a CPU-bound server the throughput cost is this increase
   (cost = 1 - off/on).
 
-The CPU time is read ``--settle`` s (1 by default) after each run, so that the spans it left buffered
-are exported inside its window; for variants that export less often than every 0.5 s (a copy of the
-package with another ``export_interval_s``), make ``--settle`` and ``--settle-before`` (a wait before the
-run) longer than their interval, so that each window holds the export of its own run's spans and none
-of the warm-up's.
+The CPU time is read ``--settle`` s after each run (2.6 by default), so that the spans it left buffered
+are exported inside its window, and ``--settle-before`` s (2.6) after the run before it or the warm-up,
+so that none of theirs are: both longer than the export interval (``observability.export_interval_s``,
+2 s by default); make them longer for a variant that exports less often.
 
 Variants: ``off`` (``observability.enabled: false``), ``on`` (the default: every request traced, spans
 to the local trace store, metrics), ``on, sample_ratio S`` for each ``--sample-ratios``; with
@@ -230,7 +229,7 @@ def _measure(
         }
         points = {name: f.result() for name, f in futures.items()}
     settle(max(points.values(), key=lambda p: p.concurrency / max(p.rps, 1.0)))
-    time.sleep(args.settle)  # the export threads' next batch (every 0.5 s by default) lands in this window
+    time.sleep(args.settle)  # the export threads' next batch (every 2 s by default) lands in this window
     for name, point in points.items():
         per_request = (cpu_seconds(pids[name]) - before[name]) * 1000 / max(point.requests, 1)
         if args.threads:
@@ -363,16 +362,16 @@ def main() -> None:
     parser.add_argument(
         "--settle",
         type=float,
-        default=1.0,
+        default=2.6,
         help="seconds waited after each wrk run before reading the servers' CPU time: longer than the "
         "export interval of every variant, so that the spans of the run are exported inside its window",
     )
     parser.add_argument(
         "--settle-before",
         type=float,
-        default=0.0,
-        help="seconds waited before each wrk run (before reading the CPU time): for variants that export "
-        "less often than every 0.5 s, so that the spans of the warm-up are not counted in the window",
+        default=2.6,
+        help="seconds waited before each wrk run (before reading the CPU time): longer than the export "
+        "interval, so that the spans of the warm-up or the run before are not counted in the window",
     )
     args = parser.parse_args()
     concurrency = [int(c) for c in args.concurrency.split(",")]

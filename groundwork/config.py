@@ -389,7 +389,7 @@ class ObservabilitySettings(_Section):
         default=4096, ge=1, description="Spans waiting per exporter; beyond it spans are dropped and counted."
     )
     export_interval_s: float = Field(
-        default=0.5,
+        default=2.0,
         gt=0,
         le=60,
         description="How often each exporter's thread wakes to export what waits (sooner when half of "
@@ -659,7 +659,7 @@ answer:
 #   otlp_endpoint: null   # e.g. http://127.0.0.1:4318/v1/traces (OTLP/HTTP)
 #   otlp_timeout_s: 5
 #   export_queue_size: 4096   # per exporter; spans beyond it are dropped and counted
-#   export_interval_s: 0.5    # export every 0.5 s, or once half the queue waits
+#   export_interval_s: 2      # export every 2 s, or once half the queue waits
 #   trace_store: true     # recent traces in <data_dir>/traces.sqlite3 (`groundwork traces list`)
 #   trace_retention: 20000
 #   log_format: json      # json | text

@@ -87,7 +87,7 @@ class ExportQueue:
         name: str = "exporter",
         max_queue_size: int = 4096,
         batch_size: int = DEFAULT_BATCH_SIZE,
-        delay_s: float = 0.5,
+        delay_s: float = 2.0,
         on_drop: Callable[[str, int], None] | None = None,
         on_error: Callable[[str, int], None] | None = None,
     ) -> None:

@@ -295,7 +295,7 @@ class Tracing:
         *,
         sample_ratio: float = 1.0,
         queue_size: int = 4096,
-        export_interval_s: float = 0.5,
+        export_interval_s: float = 2.0,
         on_drop: Callable[[str, int], None] | None = None,
         on_export_error: Callable[[str, int], None] | None = None,
     ) -> None:
