@@ -15,7 +15,6 @@ import logging
 import re
 import time
 from bisect import bisect_left
-from random import getrandbits
 from typing import Any
 
 import orjson
@@ -34,7 +33,7 @@ from groundwork.cache.context import CachePolicy, parse_cache_control, use_polic
 from groundwork.errors import GroundworkError, NotFoundError, PermissionDeniedError
 from groundwork.observability import Observability, set_request_id
 from groundwork.observability.store import Exchange
-from groundwork.observability.tracing import RecordingSpan, reset_span, use_span
+from groundwork.observability.tracing import reset_span, use_span
 from groundwork.rag.answer import Answer
 from groundwork.types import Principal
 
@@ -76,9 +75,9 @@ class ObservabilityMiddleware:
             return
         # traced (every request, by default): here rather than in a method of its own, so that each time
         # the request's coroutines resume they go through one frame of this middleware, not two; the
-        # root span made, ended and annotated inline (Tracing.root, RecordingSpan.end, no helper calls)
+        # root span annotated and ended inline (no _annotate, RecordingSpan.end or observe calls)
         method = scope["method"]
-        root = RecordingSpan(tracing, method, (int(time.time()) << 96) | getrandbits(96), None, {}, "server")
+        root = tracing.root(method)  # its trace id made where every other is (tracing.new_trace_id)
         status_code = 500
 
         async def send_traced(message: Message) -> None:
