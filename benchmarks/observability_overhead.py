@@ -33,10 +33,10 @@ round's CPU per request against the same round's ``off`` (paired):
   completed. Much steadier, and for a CPU-bound server the throughput cost is this increase
   (cost = 1 - off/on).
 
-The CPU time is read ``--settle`` s after each run (2.6 by default), so that the spans it left buffered
-are exported inside its window, and ``--settle-before`` s (2.6) after the run before it or the warm-up,
-so that none of theirs are: both longer than the export interval (``observability.export_interval_s``,
-2 s by default); make them longer for a variant that exports less often.
+``--settle`` (2.6 s by default) and ``--settle-before`` (2.6 s: the wait before a run, after the run
+before it or the warm-up, so that none of their spans are exported inside the window) are longer than
+the export interval (``observability.export_interval_s``, 2 s by default); make them longer for a
+variant that exports less often.
 
 Variants: ``off`` (``observability.enabled: false``), ``on`` (the default: every request traced, spans
 to the local trace store, metrics), ``on, sample_ratio S`` for each ``--sample-ratios``; with

@@ -14,7 +14,6 @@ import asyncio
 import logging
 import re
 import time
-from bisect import bisect_left
 from typing import Any
 
 import orjson
@@ -33,7 +32,7 @@ from groundwork.cache.context import CachePolicy, parse_cache_control, use_polic
 from groundwork.errors import GroundworkError, NotFoundError, PermissionDeniedError
 from groundwork.observability import Observability, set_request_id
 from groundwork.observability.store import Exchange
-from groundwork.observability.tracing import reset_span, use_span
+from groundwork.observability.tracing import RecordingSpan, reset_span, use_span
 from groundwork.rag.answer import Answer
 from groundwork.types import Principal
 
@@ -74,10 +73,9 @@ class ObservabilityMiddleware:
             await self._measured(scope, receive, send, outcome)
             return
         # traced (every request, by default): here rather than in a method of its own, so that each time
-        # the request's coroutines resume they go through one frame of this middleware, not two; the
-        # root span annotated and ended inline (no _annotate, RecordingSpan.end or observe calls)
+        # the request's coroutines resume they go through one frame of this middleware, not two
         method = scope["method"]
-        root = tracing.root(method)  # its trace id made where every other is (tracing.new_trace_id)
+        root = tracing.root(method)
         status_code = 500
 
         async def send_traced(message: Message) -> None:
@@ -109,40 +107,9 @@ class ObservabilityMiddleware:
             route = getattr(scope.get("route"), "path", None) or "unmatched"
             series = self._cache.get((method, route, status_code)) or self._series(method, route, status_code)
             series[0].value += 1
-            latency = series[1]  # HistogramSeries.observe, without its call
-            seconds = time.perf_counter() - started  # monotonic, unlike the span's wall-clock times
-            latency.counts[bisect_left(latency.bounds, seconds)] += 1
-            latency.sum += seconds
-            # the span's name and attributes, set once at its end
-            root.name = f"{method} {route}"
-            state = scope.get("state") or {}
-            principal = state.get("principal")
-            attributes = root.attributes
-            attributes.update(
-                {
-                    "http.request.method": method,
-                    "url.path": scope["path"],
-                    "http.route": route,
-                    "http.response.status_code": status_code,
-                    "groundwork.request_id": scope.get(REQUEST_ID_KEY) or "",
-                    "groundwork.principal": principal.name
-                    if isinstance(principal, Principal)
-                    else "anonymous",
-                }
-            )
-            if outcome is not None and outcome.status != "bypass":
-                attributes["cache.result"] = outcome.status
-            decisions = state.get("guard_decisions")
-            if decisions:  # what each input guard decided (set by the security middleware)
-                attributes["guard.decisions"] = tuple([f"{d.guard}:{d.action}" for d in decisions])
-            if status_code >= 500:
-                root.status = "error"
-            category = attributes.get("error.category")
-            if category:
-                obs.metrics.errors.labels(str(category)).inc()
-            root.end_ns = time.time_ns()  # RecordingSpan.end, without its call
-            for put in tracing._puts:
-                put(root)
+            series[1].observe(time.perf_counter() - started)
+            self._annotate(root, scope, method, route, status_code, outcome)
+            root.end()
             reset_span(token)
 
     async def _plain(self, scope: Scope, receive: Receive, send: Send, outcome: Any) -> None:
@@ -193,6 +160,36 @@ class ObservabilityMiddleware:
             requests, latency = self._series(scope["method"], route, status_code)
             requests.inc()
             latency.observe(time.perf_counter() - started)
+
+    def _annotate(
+        self, root: RecordingSpan, scope: Scope, method: str, route: str, status_code: int, outcome: Any
+    ) -> None:
+        """The request span's name and attributes, set once at its end; errors counted by category."""
+        root.name = f"{method} {route}"
+        state = scope.get("state") or {}
+        principal = state.get("principal")
+        attributes = root.attributes
+        attributes.update(
+            {
+                "http.request.method": method,
+                "url.path": scope["path"],
+                "http.route": route,
+                "http.response.status_code": status_code,
+                "groundwork.request_id": str(scope.get(REQUEST_ID_KEY, "")),
+                "groundwork.principal": principal.name if isinstance(principal, Principal) else "anonymous",
+            }
+        )
+        if outcome is not None and outcome.status != "bypass":
+            attributes["cache.result"] = outcome.status
+        decisions = state.get("guard_decisions")
+        if decisions:  # what each input guard decided (set by the security middleware)
+            attributes["guard.decisions"] = tuple([f"{d.guard}:{d.action}" for d in decisions])
+        if status_code >= 500:
+            root.set_error()
+        category = attributes.get("error.category")
+        if category:
+            assert self.obs is not None
+            self.obs.metrics.errors.labels(str(category)).inc()
 
 
 class FeedbackRequest(BaseModel):

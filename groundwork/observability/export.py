@@ -27,7 +27,7 @@ from typing import Protocol
 
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from groundwork.observability.tracing import RecordingSpan
+from groundwork.observability.tracing import DEFAULT_EXPORT_INTERVAL_S, RecordingSpan
 
 logger = logging.getLogger("groundwork.observability")
 
@@ -87,7 +87,7 @@ class ExportQueue:
         name: str = "exporter",
         max_queue_size: int = 4096,
         batch_size: int = DEFAULT_BATCH_SIZE,
-        delay_s: float = 2.0,
+        delay_s: float = DEFAULT_EXPORT_INTERVAL_S,
         on_drop: Callable[[str, int], None] | None = None,
         on_error: Callable[[str, int], None] | None = None,
     ) -> None:

@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 AttrValue = str | bool | int | float | Sequence[str] | Sequence[bool] | Sequence[int] | Sequence[float]
 SpanKind = Literal["server", "internal", "client"]
 
+DEFAULT_EXPORT_INTERVAL_S = 2.0
+"""How often an export thread wakes by default (``observability.export_interval_s``)."""
+
 _SCALARS = frozenset({str, bool, int, float})
 _getrandbits = random.getrandbits  # the module's generator: C code, re-seeded in a forked child
 
@@ -295,7 +298,7 @@ class Tracing:
         *,
         sample_ratio: float = 1.0,
         queue_size: int = 4096,
-        export_interval_s: float = 2.0,
+        export_interval_s: float = DEFAULT_EXPORT_INTERVAL_S,
         on_drop: Callable[[str, int], None] | None = None,
         on_export_error: Callable[[str, int], None] | None = None,
     ) -> None:
